@@ -112,3 +112,65 @@ class Story:
     def to_json(self) -> str:
         # sort_keys + fixed separators: the same story always serialises to the same bytes
         return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class SubtitleTrack:
+    """A subtitle file that the fetch stage found for a video."""
+
+    path: str  # absolute path
+    language: str | None
+    automatic: bool  # YouTube-style automatic captions
+    format: str  # "vtt" or "srt"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SubtitleTrack":
+        return cls(**data)
+
+
+@dataclass
+class FetchedMedia:
+    """What the fetch stage leaves in a source's work directory (saved as ``fetch.json``)."""
+
+    source_id: str
+    video_path: str  # absolute path of the downloaded (or local) video
+    info: dict[str, Any]  # title, creator, license, language, duration_s, url, extractor, id
+    subtitles: list[SubtitleTrack] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FetchedMedia":
+        return cls(
+            source_id=data["source_id"],
+            video_path=data["video_path"],
+            info=dict(data["info"]),
+            subtitles=[SubtitleTrack.from_dict(s) for s in data.get("subtitles", [])],
+        )
+
+
+@dataclass
+class SourceResult:
+    """One row of ``sources.parquet``: what happened to one source."""
+
+    source_id: str
+    input: str  # the url or path as the sources file gave it
+    kind: str
+    status: str  # "ok" | "skipped" | "failed"
+    error: str | None = None  # a message a user understands
+    stage: str | None = None  # the stage that failed or skipped it
+    story_id: str | None = None
+    title: str | None = None
+    license: str | None = None
+    language: str | None = None
+    frames: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SourceResult":
+        return cls(**data)

@@ -43,7 +43,9 @@ class FetchConfig:
 @dataclass(frozen=True)
 class KeyframeConfig:
     analysis_width: int = 64  # frames are compared at this width (grey, area-averaged)
-    still_threshold: float = 0.45  # mean abs grey change per frame below which a frame is still
+    still_threshold: float = 0.3  # mean abs grey change per frame (0-255) below which a frame is still
+    still_cap: float = 1.5  # the adaptive threshold never rises above this (transitions stay transitions)
+    baseline_window_s: float = 4.0  # the threshold adapts to the median change over this many seconds
     page_change_threshold: float = 3.0  # before/after distance that makes a real page change
     blank_std: float = 6.0  # grey std below which a frame is blank (black, white, one colour)
     min_page_s: float = 0.6  # shorter still runs are transition debris, not pages
@@ -54,6 +56,8 @@ class KeyframeConfig:
     def validate(self) -> None:
         _check(16 <= self.analysis_width <= 512, "keyframes.analysis_width must be in [16, 512]")
         _check(self.still_threshold > 0, "keyframes.still_threshold must be > 0")
+        _check(self.still_cap >= self.still_threshold, "keyframes.still_cap must be >= still_threshold")
+        _check(self.baseline_window_s > 0, "keyframes.baseline_window_s must be > 0")
         _check(self.page_change_threshold > 0, "keyframes.page_change_threshold must be > 0")
         _check(self.min_page_s > 0, "keyframes.min_page_s must be > 0")
         _check(self.max_candidates >= 1, "keyframes.max_candidates must be >= 1")

@@ -19,7 +19,9 @@ def make_story_id(prefix: str, raw_id: str) -> str:
     cleaned = re.sub(r"-{2,}", "-", cleaned)
     if not cleaned:
         raise ValueError(f"cannot make a story id from {prefix!r}/{raw_id!r}")
-    return cleaned[:120]
+    # "{id}.000.mask.png" must fit the 100-byte name field of a USTAR tar header (wids reads
+    # no longer names), so ids stop at 80 characters
+    return cleaned[:80].rstrip("-_")
 
 
 @dataclass

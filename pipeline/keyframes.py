@@ -12,8 +12,9 @@ decides which neighbouring runs show different pages:
    wide); we keep the signature, its standard deviation and the change ``d`` from the frame
    before (mean absolute difference).
 2. A frame is still when ``d`` is under an adaptive threshold: ``still_threshold``, raised to
-   twice the median change of the last few seconds so that a slow Ken Burns drift still counts
-   as still, capped so that no transition can.
+   twice the median change of the last few seconds of the current shot (a change above the cap
+   starts a new shot) so that a slow Ken Burns drift still counts as still, and capped so that
+   no transition can.
 3. During a still run we keep a bounded set of candidate frames (stride doubles as the run
    grows); when the run ends, the sharpest candidate away from both ends (variance of the
    Laplacian of the full-resolution luma) becomes the run's representative. Memory stays at one
@@ -208,6 +209,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         signatures: list[np.ndarray] = []
         stds: list[float] = []
         changes: list[float] = []
+        shot_changes: list[float] = []  # changes since the last cut: the adaptive baseline
         times: list[float] = []
         prev = None
         index = -1
@@ -215,8 +217,16 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
             for index, frame in enumerate(container.decode(stream)):
                 sig = signature(_luma(frame))
                 change = float(cv2.absdiff(sig, prev).mean()) if prev is not None else 0.0
-                if index % refresh == 0:
-                    threshold = _still_threshold(np.asarray(changes[-window:]), cfg)
+                if change > cfg.still_cap:
+                    # a cut or a strong transition: the next shot sets its own baseline (a Ken
+                    # Burns page after a static intro must not be judged by the intro's stillness)
+                    shot_changes.clear()
+                else:
+                    shot_changes.append(change)
+                    if len(shot_changes) > 2 * window:
+                        del shot_changes[:-window]
+                    if len(shot_changes) < refresh or index % refresh == 0:
+                        threshold = _still_threshold(np.asarray(shot_changes[-window:]), cfg)
                 prev = sig
                 signatures.append(sig)
                 stds.append(float(cv2.meanStdDev(sig)[1][0, 0]))

@@ -86,22 +86,13 @@ def run_keyframe_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig) -
 
 def run_text_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig):
     """Subtitles (or, later, ASR) as timed sentences; stored as text.json and reused when present."""
-    from .subtitles import Cue
     from .text import Transcript, build_text_sources, extract_text
 
     index = Path(work_dir) / TEXT_INDEX
     if index.exists():
-        data = read_json(index)
-        return Transcript([Cue(**c) for c in data["segments"]], data["language"], data["origin"])
+        return Transcript.from_dict(read_json(index))
     transcript = extract_text(media, build_text_sources(cfg.text, cfg.fetch))
-    atomic_write_json(
-        index,
-        {
-            "segments": [asdict(c) for c in transcript.segments],
-            "language": transcript.language,
-            "origin": transcript.origin,
-        },
-    )
+    atomic_write_json(index, transcript.to_dict())
     return transcript
 
 

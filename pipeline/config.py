@@ -32,6 +32,7 @@ class FetchConfig:
     max_filesize_mb: float = 2000.0
     ffmpeg: str | None = None  # path to ffmpeg; default: system ffmpeg, else imageio-ffmpeg's
     cookies_file: str | None = None
+    cache_dir: str | None = None  # yt-dlp's cache (YouTube player code); None: no cache, nothing in ~
 
     def validate(self) -> None:
         _check(self.max_height >= 144, "fetch.max_height must be >= 144")

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""StoryGen trainer and story generation on storyloom shards (see issue: trainer)."""

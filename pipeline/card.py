@@ -17,7 +17,8 @@ from typing import Any
 import jinja2
 
 from .records import SourceResult
-from .shards import SPLITS, ShardSummary, write_if_changed
+from .shards import SPLITS, ShardSummary
+from .storage import write_if_changed
 from .storage import OutputLayout
 
 log = logging.getLogger(__name__)

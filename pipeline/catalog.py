@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .records import SourceResult, Story
-from .shards import ShardSummary, write_if_changed
+from .shards import ShardSummary
+from .storage import write_if_changed
 
 log = logging.getLogger(__name__)
 

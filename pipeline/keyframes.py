@@ -69,6 +69,7 @@ class KeyframeResult:
     frames_decoded: int
     width: int
     height: int
+    has_audio: bool = False
     stats: dict[str, float] = field(default_factory=dict)
 
 
@@ -194,6 +195,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         if not container.streams.video:
             raise KeyframeError(f"{Path(video_path).name} has no video stream")
         stream = container.streams.video[0]
+        has_audio = bool(container.streams.audio)
         stream.codec_context.thread_count = cfg.decode_threads
         if cfg.decode_threads != 1:
             stream.thread_type = "AUTO"
@@ -258,6 +260,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         frames_decoded=len(times),
         width=width,
         height=height,
+        has_audio=has_audio,
         stats={"runs": float(len(runs)), "still_fraction": float(sum(r.end - r.start + 1 for r in runs) / len(times))},
     )
 

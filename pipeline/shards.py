@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 from .config import ShardConfig
 from .records import Frame, Story
-from .storage import OutputLayout, atomic_write_bytes, dumps_json, read_json
+from .storage import OutputLayout, atomic_write_bytes, dumps_json, read_json, write_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -112,16 +112,6 @@ def assign_split(story_id: str, test_fraction: float) -> str:
 
 def split_manifest_path(layout: OutputLayout, split: str) -> Path:
     return layout.root / f"manifest-{split}.json"
-
-
-def write_if_changed(path: Path, data: bytes) -> bool:
-    """Atomically write ``data`` unless ``path`` already holds exactly it; True when written."""
-    path = Path(path)
-    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return False
-    atomic_write_bytes(path, data)
-    os.chmod(path, _FILE_MODE)
-    return True
 
 
 def load_finished_story(source_dir: Path) -> tuple[Story, dict[str, bytes]]:

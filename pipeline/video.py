@@ -36,6 +36,10 @@ class NoTextError(Exception):
     """The video has neither subtitles nor a transcript, and the config says to skip such stories."""
 
 
+class NoNarrationError(Exception):
+    """The video has no subtitles and no audio track: there is no narration to take text from."""
+
+
 @dataclass
 class StoredKeyframe:
     """A keyframe as persisted by the keyframe stage (the image is a PNG next to the index)."""
@@ -77,6 +81,7 @@ def run_keyframe_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig) -
             "duration_s": result.duration_s,
             "fps": result.fps,
             "frames_decoded": result.frames_decoded,
+            "has_audio": result.has_audio,
             "stats": result.stats,
         },
     )
@@ -110,7 +115,7 @@ def encode_frame(image: np.ndarray, cfg: ShardConfig) -> tuple[bytes, int, int]:
     return buffer.getvalue(), picture.width, picture.height
 
 
-def video_source_info(media: FetchedMedia, text_origin: str, duration_s: float | None) -> SourceInfo:
+def video_source_info(media: FetchedMedia, text_origin: str, duration_s: float | None, has_audio: bool) -> SourceInfo:
     info = media.info
     return SourceInfo(
         kind="video",
@@ -120,7 +125,7 @@ def video_source_info(media: FetchedMedia, text_origin: str, duration_s: float |
         license=info.get("license"),
         language=info.get("language"),
         duration_s=info.get("duration_s") or duration_s,
-        extra={"source_id": media.source_id, "text_origin": text_origin},
+        extra={"source_id": media.source_id, "text_origin": text_origin, "has_audio": has_audio},
     )
 
 
@@ -134,8 +139,12 @@ def assemble_video_story(
     from .clean import FrameCandidate, clean_frames
 
     work_dir = Path(work_dir)
-    if not transcript.segments and cfg.text.on_missing == "skip":
-        raise NoTextError("no subtitles and no transcript for this video (text.on_missing = skip)")
+    video_index = read_json(work_dir / KEYFRAMES_DIR / KEYFRAMES_INDEX)
+    if not transcript.segments:
+        if not video_index.get("has_audio", True):
+            raise NoNarrationError("the video has no audio track and no subtitles: there is no narration to take text from")
+        if cfg.text.on_missing == "skip":
+            raise NoTextError("no subtitles and no transcript for this video (text.on_missing = skip)")
     spans = [(k.t_start, k.t_end) for k in keyframes]
     texts = align_by_time(transcript.segments, spans)
     candidates = []
@@ -168,10 +177,10 @@ def assemble_video_story(
                 flags=sorted(set(frame.flags)),
             )
         )
-    duration = read_json(work_dir / KEYFRAMES_DIR / KEYFRAMES_INDEX).get("duration_s")
+    duration = video_index.get("duration_s")
     story = Story(
         story_id=media.source_id,
-        source=video_source_info(media, transcript.origin, duration),
+        source=video_source_info(media, transcript.origin, duration, bool(video_index.get("has_audio", True))),
         frames=frames,
         pipeline={"version": __version__, "config_hash": cfg.hash()},
     )

@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports torchvision (open_clip, transformers, diffusers): see torch_compat.
+try:
+    from pipeline.torch_compat import ensure_torchvision_importable
+
+    ensure_torchvision_importable()
+except ImportError:  # the core install has no torch: model tests skip themselves
+    pass
+
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class

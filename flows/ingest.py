@@ -118,19 +118,32 @@ def fetch_task(state: SourceState, layout: OutputLayout, defaults, cfg: IngestCo
     return state
 
 
+def _run_stage(state: SourceState, stage: str, call, errors: tuple[type[Exception], ...], prefix: str = ""):
+    """Run one stage of a source unless an earlier stage failed; its expected errors fail the source.
+
+    The errors listed are per-item data problems (a corrupt file, unusable subtitles) that a rerun
+    would only repeat, so they are permanent; anything else is a bug and raises.
+    """
+    if state.failed:
+        return None
+    start = time.perf_counter()
+    try:
+        return call()
+    except errors as exc:
+        _fail(state, stage, f"{prefix}{exc}", permanent=True)
+        return None
+    finally:
+        _timed(state, stage, time.perf_counter() - start)
+
+
 @task(name="keyframes", cache_policy=NO_CACHE)
 def keyframes_task(state: SourceState, cfg: IngestConfig) -> SourceState:
     from pipeline.keyframes import KeyframeError
     from pipeline.video import run_keyframe_stage
 
-    if state.failed:
-        return state
-    start = time.perf_counter()
-    try:
-        state.keyframes = _decode_in_process(run_keyframe_stage, state.media, state.work_dir, cfg)
-    except KeyframeError as exc:
-        _fail(state, "keyframes", str(exc), permanent=True)
-    _timed(state, "keyframes", time.perf_counter() - start)
+    state.keyframes = _run_stage(
+        state, "keyframes", lambda: _decode_in_process(run_keyframe_stage, state.media, state.work_dir, cfg), (KeyframeError,)
+    )
     return state
 
 
@@ -139,14 +152,9 @@ def text_task(state: SourceState, cfg: IngestConfig) -> SourceState:
     from pipeline.subtitles import SubtitleError
     from pipeline.video import run_text_stage
 
-    if state.failed:
-        return state
-    start = time.perf_counter()
-    try:
-        state.transcript = run_text_stage(state.media, state.work_dir, cfg)
-    except SubtitleError as exc:
-        _fail(state, "text", f"subtitles unusable: {exc}", permanent=True)
-    _timed(state, "text", time.perf_counter() - start)
+    state.transcript = _run_stage(
+        state, "text", lambda: run_text_stage(state.media, state.work_dir, cfg), (SubtitleError,), "subtitles unusable: "
+    )
     return state
 
 

@@ -9,8 +9,9 @@ decides which neighbouring runs show different pages:
 
 1. One decoding pass with PyAV (single-threaded by default: cheapest in CPU time). Each frame's
    luma plane is subsampled and area-averaged to a small grey signature (``analysis_width``
-   wide); we keep the signature, its standard deviation and the change ``d`` from the frame
-   before (mean absolute difference).
+   wide); per frame we keep only its standard deviation and the change ``d`` from the frame
+   before (mean absolute difference), and signatures only where still runs start and end, so
+   memory grows by a few bytes a frame however long the video.
 2. A frame is still when ``d`` is under an adaptive threshold: ``still_threshold``, raised to
    twice the median change of the last few seconds of the current shot (a change above the cap
    starts a new shot) so that a slow Ken Burns drift still counts as still, and capped so that
@@ -79,6 +80,8 @@ class _Run:
 
     start: int
     end: int
+    start_signature: np.ndarray | None = None
+    end_signature: np.ndarray | None = None
     candidates: list[tuple[int, object]] = field(default_factory=list)  # (index, av.VideoFrame)
     stride: int = 1
     best_index: int = -1
@@ -135,14 +138,15 @@ class _RunTracker:
         self.runs: list[_Run] = []
         self.current: _Run | None = None
 
-    def add(self, index: int, frame, still: bool) -> None:
+    def add(self, index: int, frame, signature: np.ndarray, still: bool) -> None:
         if not still:
             self._close()
             return
         if self.current is None:
-            self.current = _Run(index, index, stride=self.min_gap)
+            self.current = _Run(index, index, start_signature=signature, stride=self.min_gap)
         run = self.current
         run.end = index
+        run.end_signature = signature
         if (index - run.start) % run.stride == 0:
             run.candidates.append((index, frame))
             if len(run.candidates) > 2 * self.cfg.max_candidates:
@@ -208,7 +212,6 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         threshold = cfg.still_threshold
 
         tracker = _RunTracker(cfg, fps)
-        signatures: list[np.ndarray] = []
         stds: list[float] = []
         changes: list[float] = []
         shot_changes: list[float] = []  # changes since the last cut: the adaptive baseline
@@ -230,11 +233,10 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
                     if len(shot_changes) < refresh or index % refresh == 0:
                         threshold = _still_threshold(np.asarray(shot_changes[-window:]), cfg)
                 prev = sig
-                signatures.append(sig)
                 stds.append(float(cv2.meanStdDev(sig)[1][0, 0]))
                 changes.append(change)
                 times.append(float(frame.time) if frame.time is not None else index / fps)
-                tracker.add(index, frame, change < threshold)
+                tracker.add(index, frame, sig, change < threshold)
         except av.error.FFmpegError as exc:
             raise KeyframeError(
                 f"video {Path(video_path).name} is corrupt or truncated: decoding failed after "
@@ -251,7 +253,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
             f"of {expected_s:.1f} s"
         )
     keyframes = _pages_from_runs(
-        runs, np.stack(signatures), np.asarray(stds), np.asarray(changes), np.asarray(times), duration, fps, cfg
+        runs, np.asarray(stds), np.asarray(changes), np.asarray(times), duration, fps, cfg
     )
     return KeyframeResult(
         keyframes=keyframes,
@@ -275,7 +277,6 @@ def _expected_duration(container, stream) -> float | None:
 
 def _pages_from_runs(
     runs: list[_Run],
-    signatures: np.ndarray,  # (N, ah, aw) uint8
     stds: np.ndarray,  # (N,)
     changes: np.ndarray,  # (N,) change from the previous frame
     times: np.ndarray,  # (N,)
@@ -298,7 +299,7 @@ def _pages_from_runs(
         last = pages[-1][-1]
         gap = slice(last.end + 1, run.start)
         faded = bool(blank[gap].any())
-        distance = float(np.abs(signatures[last.end].astype(np.int16) - signatures[run.start]).mean())
+        distance = float(np.abs(last.end_signature.astype(np.int16) - run.start_signature).mean())
         if faded or distance >= cfg.page_change_threshold:
             pages.append([run])
             boundaries.append(BOUNDARY_FADE if faded else BOUNDARY_CHANGE)

@@ -90,10 +90,13 @@ def site(tmp_path_factory):
     names = ["cuts", "xfade", "fades", "kenburns", "silent", "mute", "nosubs", "garbled", "truncated", "long", "novideo"]
     entries = [f"  - url: {server.url(name + '.html')}\n" for name in names]
     entries.append(f"  - url: {server.url('missing.html')}\n")
+    entries.append("  - url: http://127.0.0.1:9/unreachable.html\n")  # nothing listens on port 9
     entries.append(f"  - path: {root / 'empty.mp4'}\n")
     sources = root.parent / "sources.yaml"
     sources.write_text("defaults:\n  language: en\n  license: CC0\n  max_duration_s: 25\nsources:\n" + "".join(entries))
-    yield server, sources, truths
+    config = root.parent / "config.yaml"  # quick retries: the unreachable host is retried, then fails
+    config.write_text("fetch:\n  retries: 1\n  backoff_s: 0.05\n  socket_timeout_s: 5\n")
+    yield server, sources, config, truths
     server.close()
 
 
@@ -108,9 +111,9 @@ def tree_digest(out: Path) -> dict[str, tuple[str, int]]:
 
 @pytest.fixture(scope="module")
 def ingested(site, prefect_harness, tmp_path_factory):
-    _, sources, _ = site
+    _, sources, config, _ = site
     out = tmp_path_factory.mktemp("out")
-    assert storyloom(["ingest", str(sources), "--out", str(out)]) == 0
+    assert storyloom(["ingest", str(sources), "--out", str(out), "--config", str(config)]) == 0
     return out
 
 
@@ -150,6 +153,7 @@ def test_bad_inputs_become_rows_and_the_run_goes_on(ingested):
         "long": ("skipped", "max_duration_s"),
         "novideo": ("failed", "no video found"),
         "missing": ("failed", "404"),
+        "unreachable": ("failed", "127.0.0.1:9"),
         "empty": ("failed", "empty"),
     }
     assert set(rows) == set(expect)
@@ -161,7 +165,7 @@ def test_bad_inputs_become_rows_and_the_run_goes_on(ingested):
 
 
 def test_stories_match_the_generated_truth(site, ingested):
-    _, _, truths = site
+    _, _, _, truths = site
     stories = read_stories(ingested)
     assert set(stories) == {"cuts", "xfade", "fades", "kenburns", "silent", "nosubs"}
     for name, truth in truths.items():
@@ -191,6 +195,9 @@ def test_shards_read_back_through_wids(ingested):
 
     manifest = json.loads((ingested / "manifest.json").read_text())
     assert sum(s["nsamples"] for s in manifest["shardlist"]) == 6
+    everything = wids.ShardListDataset(str(ingested / "manifest.json"), localname=lambda url: url)
+    assert sorted(everything[i]["__key__"] for i in range(len(everything))) == sorted(
+        json.loads(p.read_text())["story_id"] for p in ingested.glob("work/*/story.json"))
     for shard in manifest["shardlist"]:
         data = (ingested / shard["url"]).read_bytes()
         assert len(data) == shard["filesize"] and hashlib.sha256(data).hexdigest() == shard["sha256"]
@@ -204,18 +211,18 @@ def test_shards_read_back_through_wids(ingested):
 
 
 def test_second_run_changes_nothing(site, ingested, prefect_harness):
-    _, sources, _ = site
+    _, sources, config, _ = site
     before = tree_digest(ingested)
-    assert storyloom(["ingest", str(sources), "--out", str(ingested)]) == 0
+    assert storyloom(["ingest", str(sources), "--out", str(ingested), "--config", str(config)]) == 0
     assert tree_digest(ingested) == before
 
 
 def test_run_killed_midway_resumes_to_identical_shards(site, ingested, prefect_harness, tmp_path):
-    _, sources, _ = site
+    _, sources, config, _ = site
     out = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": prefect_harness, "PREFECT_LOGGING_LEVEL": "WARNING"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out)],
+        [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config)],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -227,6 +234,6 @@ def test_run_killed_midway_resumes_to_identical_shards(site, ingested, prefect_h
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     assert not (out / "manifest.json").exists(), "killed too late to test a resume"
-    assert storyloom(["ingest", str(sources), "--out", str(out)]) == 0
+    assert storyloom(["ingest", str(sources), "--out", str(out), "--config", str(config)]) == 0
     for name in ["manifest.json", "catalog.parquet", *[f"shards/{p.name}" for p in (ingested / "shards").glob("*.tar")]]:
         assert (out / name).read_bytes() == (ingested / name).read_bytes(), name

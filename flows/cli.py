@@ -2,6 +2,9 @@
 
     storyloom ingest SOURCES --out DIR [--config FILE]   build a story dataset (Prefect flow)
     storyloom examples --out DIR                         write the bundled offline example sources
+    storyloom train [--config FILE] [--dataset DIR]      train StoryGen on story shards (model/)
+    storyloom generate --checkpoint RUN --prompt ...     generate a story frame after frame
+    storyloom evaluate --checkpoint RUN --dataset DIR    CLIP-T, CLIP-I and FID on a test split
 
 Config and sources files are validated before any work starts; a mistake there exits with
 status 2 and a message saying what is wrong. Problems with individual sources never stop a run:
@@ -30,13 +33,15 @@ def _prefect_defaults() -> None:
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, IngestConfig
     from pipeline.ffmpeg import FFmpegNotFoundError, find_ffmpeg
+    from pipeline.models import ModelLoadError, load_enabled_models
     from pipeline.sources import SourcesError, load_sources
 
     try:
         cfg = IngestConfig.load(args.config)
         load_sources(args.sources)
         find_ffmpeg(cfg.fetch.ffmpeg)
-    except (ConfigError, SourcesError, FFmpegNotFoundError) as exc:
+        load_enabled_models(cfg.models)  # once per process: the flow below finds them loaded
+    except (ConfigError, SourcesError, FFmpegNotFoundError, ModelLoadError) as exc:
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
@@ -83,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     examples = commands.add_parser("examples", help="write the offline example videos and their sources.yaml")
     examples.add_argument("--out", required=True, help="directory for the examples")
     examples.set_defaults(func=_examples)
+
+    from model.cli import add_commands  # argparse and the config dataclasses only: torch loads later
+
+    add_commands(commands)
     return parser
 
 

@@ -3,8 +3,11 @@
 The flow only wires stages from ``pipeline/``: it adds retries, concurrency, resume and logging.
 
 - Downloads run on the flow's thread pool (``run.download_workers`` at a time).
-- Decoding (the keyframe stage) runs in a process pool of ``run.decode_workers`` processes,
+- Decoding (the keyframe stage, the book parse stage) runs in a process pool of ``run.decode_workers`` processes,
   so the CPU-bound work is not serialised by the GIL.
+- Models (``models`` in the config) are loaded once in the flow's process before the first
+  source (a model that cannot be loaded fails the run there); the stages that use one (ASR in
+  text, CLIP and captions in assemble) hold one of ``models.max_concurrent`` slots while they run.
 - Resume: a source is finished when its ``DONE.json`` marker is written (last). A rerun reuses
   finished sources whose config hash matches, and sources that failed permanently (a removed
   video, a policy skip); everything else runs again, each stage reusing what the killed run had
@@ -19,8 +22,10 @@ a rerun on another machine, or with the Prefect database wiped, resumes just the
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import logging
 import multiprocessing
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -78,6 +83,21 @@ def _decode_in_process(fn, *args):
     if _decode_pool is None:  # a stage task called outside the flow: run inline
         return fn(*args)
     return _decode_pool.submit(fn, *args).result()
+
+
+# Model stages (ASR in text, CLIP and captions in assemble) hold one of `models.max_concurrent`
+# slots while they run, so memory stays bounded however many sources are in flight. Models
+# themselves are loaded once per process (pipeline.models), before the first source.
+_model_slots: threading.BoundedSemaphore | None = None
+
+
+@contextlib.contextmanager
+def _model_slot(needed: bool):
+    if not needed or _model_slots is None:
+        yield
+        return
+    with _model_slots:
+        yield
 
 
 @task(name="expand", cache_policy=NO_CACHE)
@@ -150,11 +170,17 @@ def keyframes_task(state: SourceState, cfg: IngestConfig) -> SourceState:
 @task(name="text", cache_policy=NO_CACHE)
 def text_task(state: SourceState, cfg: IngestConfig) -> SourceState:
     from pipeline.subtitles import SubtitleError
+    from pipeline.text import TextSourceError
     from pipeline.video import run_text_stage
 
-    state.transcript = _run_stage(
-        state, "text", lambda: run_text_stage(state.media, state.work_dir, cfg), (SubtitleError,), "subtitles unusable: "
-    )
+    def transcribe():
+        try:
+            return run_text_stage(state.media, state.work_dir, cfg)
+        except SubtitleError as exc:
+            raise TextSourceError(f"subtitles unusable: {exc}") from exc
+
+    with _model_slot(cfg.models.asr.active):
+        state.transcript = _run_stage(state, "text", transcribe, (TextSourceError,))
     return state
 
 
@@ -166,7 +192,8 @@ def assemble_task(state: SourceState, cfg: IngestConfig) -> SourceResult:
     if not state.failed:
         start = time.perf_counter()
         try:
-            story, dropped = assemble_video_story(state.media, state.work_dir, cfg, state.keyframes, state.transcript)
+            with _model_slot(cfg.models.clip.enabled or cfg.models.captions.enabled):
+                story, dropped = assemble_video_story(state.media, state.work_dir, cfg, state.keyframes, state.transcript)
         except NoTextError as exc:
             _fail(state, "text", str(exc), "skipped", permanent=True)
         except NoNarrationError as exc:
@@ -210,7 +237,7 @@ def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: I
     summary = write_shards(ok_dirs, layout, cfg.shards, cfg.hash(), __version__)
     write_catalog(summary, layout.catalog)
     write_sources_table(results, layout.sources_table)
-    write_card(summary, results, cfg.to_dict(), layout)
+    write_card(summary, results, cfg.output_settings(), layout)  # models only when one is used
     return {"stories": summary.stories, "frames": summary.frames, "shards": len(summary.shards)}
 
 
@@ -234,7 +261,11 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
     resolved = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "version": __version__}
     write_if_changed(layout.config, dumps_json(resolved).encode("utf-8"))
 
-    global _decode_pool
+    from pipeline.models import load_enabled_models
+
+    load_enabled_models(cfg.models)  # a model that cannot be loaded fails the run here, before any source
+    global _decode_pool, _model_slots
+    _model_slots = threading.BoundedSemaphore(cfg.models.max_concurrent)
     _decode_pool = concurrent.futures.ProcessPoolExecutor(
         max_workers=cfg.run.decode_workers, mp_context=multiprocessing.get_context("spawn")
     )
@@ -274,6 +305,12 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, logger: loggi
         previous = _finished(work_dir, cfg)
         if previous is not None:
             results.append(previous)
+            continue
+        if item.kind == "ebook":  # fetch -> parse (read, matter, pair, clean) -> assemble: flows/ebook.py
+            from flows.ebook import submit_book
+
+            work_dir.mkdir(parents=True, exist_ok=True)
+            pending.append(submit_book(item, work_dir, sources.defaults, cfg))
             continue
         if item.kind != "video":
             results.append(replace(_source_row(item), status="skipped", stage="expand",

@@ -44,6 +44,8 @@ class FrameCandidate:
     flags: list[str] = field(default_factory=list)
     boundary: str = "change"  # how this page began (keyframes.BOUNDARY_*)
     page: int | None = None
+    clip_score: float | None = None  # image-text cosine (pipeline.clip_stage); None without CLIP
+    caption: str | None = None  # visual description (pipeline.captions); None without a captioner
 
 
 @dataclass

@@ -92,6 +92,133 @@ class CleanConfig:
         _check(self.edge_window_s >= 0, "clean.edge_window_s must be >= 0")
 
 
+# ----------------------------------------------------------------------------- models
+# Every model is off by default: without a `models` section a run needs no weights, and its
+# outputs (and config hash) are exactly those of the model-free pipeline.
+
+ASR_MODES = ("prefer-subtitles", "always", "never")
+
+
+@dataclass(frozen=True)
+class ClipConfig:
+    """open_clip: embedding near-duplicates, zero-shot frame filters, CLIP+time alignment, scores.clip."""
+
+    enabled: bool = False
+    model: str = "ViT-B-32"  # open_clip architecture, "hf-hub:org/repo", or a folder holding open_clip_config.json
+    pretrained: str | None = "laion2b_s34b_b79k"  # weights tag or checkpoint file (with an architecture name only)
+    model_config: str | None = None  # JSON file of a custom architecture, registered with open_clip first
+    batch_size: int = 32
+    dedup: bool = True
+    dedup_threshold: float = 0.96  # cosine of consecutive kept frames at or above which the later is a duplicate
+    filter_photos: bool = True
+    photo_threshold: float = 0.6  # zero-shot probability of "photo" at or above which a frame is dropped
+    filter_text_cards: bool = True
+    text_card_threshold: float = 0.7  # zero-shot probability of "text card" at or above which a frame is dropped
+    illustration_prompts: tuple[str, ...] = (
+        "an illustration from a children's picture book", "a page of a picture book", "a drawing",
+        "a cartoon", "a painting", "a watercolour illustration",
+    )
+    photo_prompts: tuple[str, ...] = (
+        "a photo of a person", "a photo of a person talking to the camera", "a photo of a person reading a book",
+        "a photo of hands holding a book", "a photo of a room", "a webcam photo",
+    )
+    text_card_prompts: tuple[str, ...] = (
+        "a title card with text", "white text on a plain background", "end credits", "a subscribe button",
+        "a channel logo", "a screen full of text",
+    )
+    align: bool = True  # refine sentence-to-frame alignment with CLIP similarity (monotonic DTW)
+    align_weight: float = 0.3  # weight of CLIP against the time prior (whose scores lie in [0, 1])
+    align_time_scale_s: float = 1.0  # time outside every frame goes to frames this close (exp(-distance/scale))
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, "models.clip.batch_size must be >= 1")
+        _check(-1.0 <= self.dedup_threshold <= 1.0, "models.clip.dedup_threshold must be a cosine in [-1, 1]")
+        for name in ("photo_threshold", "text_card_threshold"):
+            _check(0.0 <= getattr(self, name) <= 1.0, f"models.clip.{name} must be in [0, 1]")
+        for name in ("illustration_prompts", "photo_prompts", "text_card_prompts"):
+            _check(len(getattr(self, name)) >= 1, f"models.clip.{name} needs at least one prompt")
+        _check(self.align_weight >= 0, "models.clip.align_weight must be >= 0")
+        _check(self.align_time_scale_s > 0, "models.clip.align_time_scale_s must be > 0")
+
+
+@dataclass(frozen=True)
+class AsrConfig:
+    """Whisper speech recognition for videos without usable subtitles."""
+
+    enabled: bool = False
+    mode: str = "prefer-subtitles"  # prefer-subtitles | always (ASR first, subtitles as fallback) | never
+    backend: str = "transformers"  # transformers | faster-whisper (extra `asr`; needs a CTranslate2 model)
+    model: str = "openai/whisper-base"  # hub id or local folder (faster-whisper: size name, hub id or folder)
+    language: str | None = None  # None: detected per video (and recorded)
+    batch_size: int = 4  # audios per generate call
+    num_beams: int = 1
+    compute_type: str = "default"  # faster-whisper only (int8, float16, ...)
+
+    @property
+    def active(self) -> bool:
+        return self.enabled and self.mode != "never"
+
+    def validate(self) -> None:
+        _check(self.mode in ASR_MODES, f"models.asr.mode must be one of {', '.join(ASR_MODES)}, got {self.mode!r}")
+        _check(self.backend in {"transformers", "faster-whisper"}, "models.asr.backend must be 'transformers' or 'faster-whisper'")
+        _check(self.batch_size >= 1, "models.asr.batch_size must be >= 1")
+        _check(self.num_beams >= 1, "models.asr.num_beams must be >= 1")
+
+
+@dataclass(frozen=True)
+class CaptionConfig:
+    """A transformers image-to-text model (BLIP, GIT, VisionEncoderDecoder) writing `caption` per frame."""
+
+    enabled: bool = False
+    model: str = "Salesforce/blip-image-captioning-base"  # hub id or local folder
+    batch_size: int = 16
+    max_new_tokens: int = 30
+    num_beams: int = 1
+
+    def validate(self) -> None:
+        _check(self.batch_size >= 1, "models.captions.batch_size must be >= 1")
+        _check(self.max_new_tokens >= 1, "models.captions.max_new_tokens must be >= 1")
+        _check(self.num_beams >= 1, "models.captions.num_beams must be >= 1")
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    device: str = "auto"  # auto (cuda, then mps, then cpu) | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"  # auto (float16 on cuda, float32 elsewhere) | float32 | float16 | bfloat16
+    cache_dir: str | None = None  # where hub downloads go; None: the Hugging Face default cache
+    local_files_only: bool = False  # never download: hub ids must already be in the cache
+    max_concurrent: int = 1  # model tasks running at once in one process (bounds memory)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    captions: CaptionConfig = field(default_factory=CaptionConfig)
+
+    # where a model runs, and how many inputs go per call, do not change what it outputs
+    _PLACEMENT = ("device", "dtype", "cache_dir", "local_files_only", "max_concurrent", "batch_size")
+
+    @property
+    def any_enabled(self) -> bool:
+        return self.clip.enabled or self.asr.active or self.captions.enabled
+
+    def output_settings(self) -> dict[str, Any]:
+        """The settings of the models in use that shape outputs (empty when no model is used)."""
+        enabled = {"clip": self.clip.enabled, "asr": self.asr.active, "captions": self.captions.enabled}
+        data = _to_jsonable(dataclasses.asdict(self))
+        return {
+            name: {k: v for k, v in data[name].items() if k not in self._PLACEMENT}
+            for name, on in enabled.items() if on
+        }
+
+    def validate(self) -> None:
+        _check(self.device in {"auto", "cpu", "cuda", "mps"} or self.device.startswith("cuda:"),
+               f"models.device must be auto, cpu, cuda, cuda:N or mps, got {self.device!r}")
+        _check(self.dtype in {"auto", "float32", "float16", "bfloat16"},
+               f"models.dtype must be auto, float32, float16 or bfloat16, got {self.dtype!r}")
+        _check(self.max_concurrent >= 1, "models.max_concurrent must be >= 1")
+        self.clip.validate()
+        self.asr.validate()
+        self.captions.validate()
+
+
 @dataclass(frozen=True)
 class ShardConfig:
     max_stories_per_shard: int = 100
@@ -106,6 +233,39 @@ class ShardConfig:
         _check(0.0 <= self.test_fraction < 1.0, "shards.test_fraction must be in [0, 1)")
         _check(64 <= self.image_max_side <= 4096, "shards.image_max_side must be in [64, 4096]")
         _check(1 <= self.jpeg_quality <= 100, "shards.jpeg_quality must be in [1, 100]")
+
+
+@dataclass(frozen=True)
+class EbookConfig:
+    """PDF, EPUB and HTML picture books: safety caps, then the decoration and layout rules."""
+
+    max_download_mb: float = 300.0  # a book URL (or one of an HTML book's images) larger than this is refused
+    max_uncompressed_mb: float = 1024.0  # EPUB/zip: total uncompressed bytes read from the archive (zip bombs)
+    max_compression_ratio: float = 200.0  # EPUB/zip: uncompressed/compressed size of any one member
+    max_members: int = 20000  # EPUB/zip: entries in the archive
+    max_image_pixels: int = 50_000_000  # an image with more pixels is refused from its header, before decoding
+    max_pages: int = 2000  # PDF pages / spine items / HTML sections read at most
+    render_long_side: int = 1600  # px; PDF pages are rendered this large to crop flattened illustrations
+    min_picture_side: int = 64  # px; a smaller image is a decoration (ornament, icon, bullet)
+    min_picture_area: float = 0.04  # fraction of the page; a smaller image on a paginated page is a decoration
+    max_picture_aspect: float = 6.0  # a longer image is a rule, border or banner
+    repeat_as_decoration: int = 3  # the same image on this many pages is a logo or ornament
+    running_band: float = 0.1  # top/bottom fraction of a PDF page where repeated lines are headers/footers
+    cover_frame: bool = False  # the cover becomes frame 0 (text: the title, flag "cover")
+
+    def validate(self) -> None:
+        _check(self.max_download_mb > 0, "ebook.max_download_mb must be > 0")
+        _check(self.max_uncompressed_mb > 0, "ebook.max_uncompressed_mb must be > 0")
+        _check(self.max_compression_ratio >= 1, "ebook.max_compression_ratio must be >= 1")
+        _check(self.max_members >= 1, "ebook.max_members must be >= 1")
+        _check(self.max_image_pixels >= 64 * 64, "ebook.max_image_pixels must be >= 4096")
+        _check(self.max_pages >= 1, "ebook.max_pages must be >= 1")
+        _check(256 <= self.render_long_side <= 8192, "ebook.render_long_side must be in [256, 8192]")
+        _check(self.min_picture_side >= 1, "ebook.min_picture_side must be >= 1")
+        _check(0.0 <= self.min_picture_area < 1.0, "ebook.min_picture_area must be in [0, 1)")
+        _check(self.max_picture_aspect >= 1.0, "ebook.max_picture_aspect must be >= 1")
+        _check(self.repeat_as_decoration >= 2, "ebook.repeat_as_decoration must be >= 2")
+        _check(0.0 <= self.running_band < 0.5, "ebook.running_band must be in [0, 0.5)")
 
 
 @dataclass(frozen=True)
@@ -127,7 +287,9 @@ class IngestConfig:
     text: TextConfig = field(default_factory=TextConfig)
     clean: CleanConfig = field(default_factory=CleanConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+    ebook: EbookConfig = field(default_factory=EbookConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
 
     def validate(self) -> "IngestConfig":
         for section in dataclasses.fields(self):
@@ -137,10 +299,22 @@ class IngestConfig:
     def to_dict(self) -> dict[str, Any]:
         return _to_jsonable(dataclasses.asdict(self))
 
-    def hash(self) -> str:
-        """Hash of the settings that change outputs (run settings such as worker counts do not)."""
+    def output_settings(self) -> dict[str, Any]:
+        """The settings that change outputs: no run settings, and models only where one is used.
+
+        With every model disabled this is exactly the model-free config, so the hash (and every
+        story and shard) stays the same as a run without a ``models`` section.
+        """
         data = self.to_dict()
         data.pop("run")
+        data.pop("models")
+        if self.models.any_enabled:
+            data["models"] = self.models.output_settings()
+        return data
+
+    def hash(self) -> str:
+        """Hash of the settings that change outputs (run settings such as worker counts do not)."""
+        data = self.output_settings()
         blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 

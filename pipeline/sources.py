@@ -203,7 +203,8 @@ def url_source_id(url: str, extractor_key: str | None = None, video_id: str | No
 def guess_kind(entry: SourceEntry) -> str:
     """"video", "ebook", or "auto" (a URL whose kind only yt-dlp can tell: a page, a playlist)."""
     if entry.path:
-        return "ebook" if Path(entry.path).suffix.lower() in EBOOK_EXTENSIONS else "video"
+        path = Path(entry.path)
+        return "ebook" if path.is_dir() or path.suffix.lower() in EBOOK_EXTENSIONS else "video"
     url = entry.url or ""
     if _SEARCH_PREFIX.match(url):
         return "search"
@@ -362,11 +363,24 @@ def expand_entry(entry: SourceEntry, defaults: SourceDefaults, fetch_cfg: Any) -
     """
     kind = entry.kind or defaults.kind or guess_kind(entry)
     title = entry.title or defaults.title
+    if entry.path and kind == "ebook" and Path(entry.path).is_dir():  # a folder of books: one story each
+        from pipeline.ebook import find_books
+
+        books = find_books(Path(entry.path))
+        if not books:
+            raise FetchError(f"folder {entry.path} holds no PDF, EPUB or HTML book", permanent=True)
+        return [_item(entry, defaults, "ebook", source_id=local_source_id(b), path=str(b),
+                      title=title if len(books) == 1 else None) for b in books]
     if entry.path:
         return [_item(entry, defaults, "ebook" if kind == "ebook" else "video", source_id=entry.source_id,
                       path=entry.path, title=title)]
     if kind in ("video", "ebook"):
         return [_item(entry, defaults, kind, source_id=entry.source_id, url=entry.url, title=title)]
+    if kind == "auto":  # a URL without a telling extension may still serve a book
+        from pipeline.ebook_fetch import content_kind
+
+        if content_kind(entry.url or "", fetch_cfg) == "ebook":
+            return [_item(entry, defaults, "ebook", source_id=entry.source_id, url=entry.url, title=title)]
     limit = entry.limit or defaults.limit
     info = extract_flat(entry.url or "", fetch_cfg, limit)
     if not info.get("entries") and info.get("_type") not in ("playlist", "multi_video"):

@@ -1,9 +1,10 @@
 """The text stage: the narration of a fetched video as timed sentences.
 
 Text comes from pluggable :class:`TextSource` objects tried in order; the first that has
-something for the media wins. Today there is one, :class:`SubtitleTextSource`, which reads the
-best subtitle track that the fetch stage saved; an ASR transcriber (Whisper) is meant to sit
-beside it as another source whose transcripts carry ``origin="asr:<model>"``.
+something for the media wins. :class:`SubtitleTextSource` reads the best subtitle track that the
+fetch stage saved; with ASR enabled (``models.asr``), :class:`pipeline.asr.AsrTextSource` sits
+beside it (after it with ``mode: prefer-subtitles``, before it with ``always``) and its
+transcripts carry ``origin="asr:<model>"``.
 """
 
 from __future__ import annotations
@@ -13,11 +14,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from pipeline.config import ConfigError, FetchConfig, TextConfig
+from pipeline.config import ConfigError, FetchConfig, ModelsConfig, TextConfig
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.subtitles import Cue, SubtitleError, clean_cues, parse_subtitles, split_sentences
 
 log = logging.getLogger(__name__)
+
+
+class TextSourceError(Exception):
+    """A text source cannot read what the media offers (undecodable audio, ...); the message is for the user."""
 
 
 @dataclass
@@ -135,14 +140,15 @@ class SubtitleTextSource:
 def extract_text(media: FetchedMedia, sources: Sequence[TextSource]) -> Transcript:
     """The transcript of the first source that has one, else an empty one with origin "none".
 
-    A source that raises :class:`SubtitleError` is passed over so that a later source (ASR) can
-    still provide the text; if no source provides any, the first such error is raised again.
+    A source that raises :class:`SubtitleError` or :class:`TextSourceError` is passed over so that
+    a later source (ASR) can still provide the text; if no source provides any, the first such
+    error is raised again.
     """
-    first_error: SubtitleError | None = None
+    first_error: SubtitleError | TextSourceError | None = None
     for source in sources:
         try:
             transcript = source.transcribe(media)
-        except SubtitleError as exc:
+        except (SubtitleError, TextSourceError) as exc:
             log.warning("text source %s failed for %s: %s", source.name, media.source_id, exc)
             first_error = first_error or exc
             continue
@@ -153,10 +159,12 @@ def extract_text(media: FetchedMedia, sources: Sequence[TextSource]) -> Transcri
     return Transcript(segments=[], language=media.info.get("language"), origin="none")
 
 
-def build_text_sources(text_cfg: TextConfig, fetch_cfg: FetchConfig) -> list[TextSource]:
+def build_text_sources(
+    text_cfg: TextConfig, fetch_cfg: FetchConfig, models_cfg: ModelsConfig | None = None
+) -> list[TextSource]:
     """The text sources that the config asks for, in the order they are tried."""
     if text_cfg.source == "subtitles":
-        return [
+        sources: list[TextSource] = [
             SubtitleTextSource(
                 languages=fetch_cfg.subtitle_languages,
                 prefer_manual=fetch_cfg.prefer_manual_subtitles,
@@ -164,6 +172,12 @@ def build_text_sources(text_cfg: TextConfig, fetch_cfg: FetchConfig) -> list[Tex
                 sentences=text_cfg.split_sentences,
             )
         ]
+        if models_cfg is not None and models_cfg.asr.active:
+            from pipeline.asr import AsrTextSource  # imports no model library until it transcribes
+
+            asr = AsrTextSource(models_cfg, sentences=text_cfg.split_sentences)
+            sources.insert(0 if models_cfg.asr.mode == "always" else 1, asr)
+        return sources
     raise ConfigError(f"unknown text.source {text_cfg.source!r}; known: subtitles")
 
 

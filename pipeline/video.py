@@ -90,14 +90,24 @@ def run_keyframe_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig) -
 
 
 def run_text_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig):
-    """Subtitles (or, later, ASR) as timed sentences; stored as text.json and reused when present."""
+    """Subtitles or ASR as timed sentences; stored as text.json and reused when present.
+
+    A stored transcript is reused only if it was made with the same ASR settings (none, when
+    ASR is off), so turning ASR on or changing its model redoes the text of unfinished sources.
+    """
     from .text import Transcript, build_text_sources, extract_text
 
     index = Path(work_dir) / TEXT_INDEX
+    asr = cfg.models.output_settings().get("asr")  # None without ASR
     if index.exists():
-        return Transcript.from_dict(read_json(index))
-    transcript = extract_text(media, build_text_sources(cfg.text, cfg.fetch))
-    atomic_write_json(index, transcript.to_dict())
+        stored = read_json(index)
+        if stored.get("asr") == asr:
+            return Transcript.from_dict(stored)
+    transcript = extract_text(media, build_text_sources(cfg.text, cfg.fetch, cfg.models))
+    data = transcript.to_dict()
+    if asr is not None:
+        data["asr"] = asr
+    atomic_write_json(index, data)
     return transcript
 
 
@@ -132,7 +142,12 @@ def video_source_info(media: FetchedMedia, text_origin: str, duration_s: float |
 def assemble_video_story(
     media: FetchedMedia, work_dir: Path, cfg: IngestConfig, keyframes: list[StoredKeyframe], transcript
 ) -> tuple[Story, dict[str, int]]:
-    """Align text to keyframes, clean, encode the frames and write story.json + frames/."""
+    """Align text to keyframes, clean, encode the frames and write story.json + frames/.
+
+    With CLIP enabled, the model-free clean is followed by CLIP's filters, near-duplicates and
+    sentence realignment (:func:`pipeline.clip_stage.refine_with_clip`); with a captioner, every
+    kept frame gets a caption. With both off the story is exactly the model-free one.
+    """
     from PIL import Image
 
     from .align import align_by_time
@@ -158,6 +173,15 @@ def assemble_video_story(
             FrameCandidate(image, key.t_start, key.t_end, text.text, text.score, flags, key.boundary)
         )
     cleaned = clean_frames(candidates, cfg.clean)
+    if cfg.models.clip.enabled and cleaned.kept:
+        from .clip_stage import refine_with_clip
+
+        cleaned = refine_with_clip(cleaned, cfg.models, transcript.segments)
+    if cfg.models.captions.enabled and cleaned.kept:
+        from .captions import caption_images
+
+        for frame, caption in zip(cleaned.kept, caption_images([f.image for f in cleaned.kept], cfg.models)):
+            frame.caption = caption
 
     frames_dir = reset_dir(work_dir / FRAMES_DIR)
     frames = []
@@ -173,14 +197,22 @@ def assemble_video_story(
                 t_start=frame.t_start,
                 t_end=frame.t_end,
                 text=frame.text,
-                scores={"align": None if frame.align_score is None else round(frame.align_score, 4), "clip": None},
+                caption=frame.caption,
+                scores={
+                    "align": None if frame.align_score is None else round(frame.align_score, 4),
+                    "clip": None if frame.clip_score is None else round(frame.clip_score, 4),
+                },
                 flags=sorted(set(frame.flags)),
             )
         )
     duration = video_index.get("duration_s")
+    source = video_source_info(media, transcript.origin, duration, bool(video_index.get("has_audio", True)))
+    if transcript.origin.startswith("asr:"):  # the language Whisper heard (or was told)
+        source.extra["asr_language"] = transcript.language
+        source.language = source.language or transcript.language
     story = Story(
         story_id=media.source_id,
-        source=video_source_info(media, transcript.origin, duration, bool(video_index.get("has_audio", True))),
+        source=source,
         frames=frames,
         pipeline={"version": __version__, "config_hash": cfg.hash()},
     )

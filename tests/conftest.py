@@ -63,3 +63,50 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=120):
         yield str(get_current_settings().api.url)
+
+
+@pytest.fixture(scope="session")
+def story_dataset(tmp_path_factory, prefect_harness):
+    """Story shards made by the real `storyloom ingest` of generated read-aloud videos.
+
+    Three stories (6 pages, 7 pages with intro/outro cards, and a 2-page short story), one story
+    per shard, all in the train split. Used by the StoryGen tests (tests/test_model_*.py).
+    """
+    from flows.cli import main as storyloom
+    from pipeline.synthetic import PageSpec, VideoSpec, example_specs, write_story_video
+
+    root = tmp_path_factory.mktemp("story_videos")
+    specs = example_specs()
+    specs = {"fox-home": specs["fox-home"], "moon-boat": specs["moon-boat"],
+             "kite": VideoSpec(pages=[PageSpec("Ann has a red kite.", 2.4), PageSpec("The kite flies away!", 2.4)],
+                               seed=7, title="The Kite")}
+    for name, spec in specs.items():
+        write_story_video(root, name, spec)
+    sources = root / "sources.yaml"
+    sources.write_text("defaults:\n  license: CC0\nsources:\n"
+                       + "".join(f"  - path: {root / name}.mp4\n" for name in specs), encoding="utf-8")
+    config = root / "ingest.yaml"
+    config.write_text("shards: {max_stories_per_shard: 1, test_fraction: 0.0}\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("story_dataset")
+    assert storyloom(["ingest", str(sources), "--out", str(out), "--config", str(config)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_sd(tmp_path_factory):
+    """A tiny random Stable Diffusion directory (unet, vae, text_encoder, tokenizer, scheduler)."""
+    from model.testing import write_random_sd
+
+    return write_random_sd(tmp_path_factory.mktemp("tiny_sd"))
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One intra-op thread for the tiny-model tests: on a shared 2-core machine, two OpenMP threads
+    contending with another process are up to 40x slower than one (measured)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

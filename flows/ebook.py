@@ -18,10 +18,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows import ingest
-from pipeline import __version__
 from pipeline.config import IngestConfig
 from pipeline.records import SourceResult
-from pipeline.storage import atomic_write_json
 
 
 @dataclass
@@ -88,12 +86,7 @@ def book_assemble_task(state: BookState, cfg: IngestConfig) -> SourceResult:
         if state.pairs.get("notes"):
             state.result.error = "; ".join(state.pairs["notes"])  # a note, not a failure
         ingest._timed(state, "assemble", time.perf_counter() - start)
-    marker = {"result": state.result.to_dict(), "config_hash": cfg.hash(), "version": __version__}
-    if not state.failed:
-        atomic_write_json(state.work_dir / ingest.DONE_MARKER, marker)
-    elif state.permanent:
-        atomic_write_json(state.work_dir / ingest.FAILED_MARKER, marker)
-    return state.result
+    return ingest.finish_source(state, cfg)
 
 
 def submit_book(item: Any, work_dir: Path, defaults: Any, cfg: IngestConfig) -> Any:

@@ -208,6 +208,11 @@ def assemble_task(state: SourceState, cfg: IngestConfig) -> SourceResult:
             elif not story.source.extra.get("has_audio", True):
                 state.result.error = "the video has no audio track; texts come from its subtitles"
         _timed(state, "assemble", time.perf_counter() - start)
+    return finish_source(state, cfg)
+
+
+def finish_source(state: SourceState, cfg: IngestConfig) -> SourceResult:
+    """Write the source's marker, last: DONE when it succeeded, FAILED when a rerun would only repeat the failure."""
     marker = {"result": state.result.to_dict(), "config_hash": cfg.hash(), "version": __version__}
     if not state.failed:
         atomic_write_json(state.work_dir / DONE_MARKER, marker)

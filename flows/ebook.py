@@ -79,7 +79,8 @@ def book_assemble_task(state: BookState, cfg: IngestConfig) -> SourceResult:
 
     if not state.failed:
         start = time.perf_counter()
-        story = assemble_book_story(state.item.source_id, state.work_dir, cfg, state.pairs)
+        with ingest._model_slot(cfg.models.clip.enabled or cfg.models.captions.enabled):
+            story = assemble_book_story(state.item.source_id, state.work_dir, cfg, state.pairs)
         state.result.story_id = story.story_id
         state.result.frames = len(story.frames)
         state.result.dropped = dict(state.pairs["dropped"])

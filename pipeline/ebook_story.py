@@ -128,19 +128,31 @@ def assemble_book_story(source_id: str, work_dir: Path, cfg: IngestConfig, pairs
     """Encode the stored frames (and masks) and write story.json + frames/."""
     from PIL import Image
 
+    from .captions import caption_images
+
     work_dir = Path(work_dir)
+    images = []
+    for stored in pairs["frames"]:
+        with Image.open(work_dir / PAIRS_DIR / stored["file"]) as picture:
+            images.append(np.asarray(picture.convert("RGB")))
+    # with a captioner, its description; else the book's own alt text stays the caption
+    captions = [model or stored["caption"] for model, stored in zip(caption_images(images, cfg.models), pairs["frames"])]
+    clip = [None] * len(images)
+    if cfg.models.clip.enabled and images:
+        from .clip_stage import clip_scores
+
+        clip = clip_scores(images, [stored["text"] for stored in pairs["frames"]], cfg.models)
     frames_dir = reset_dir(work_dir / FRAMES_DIR)
     frames = []
-    for i, stored in enumerate(pairs["frames"]):
-        with Image.open(work_dir / PAIRS_DIR / stored["file"]) as picture:
-            image = np.asarray(picture.convert("RGB"))
+    for i, (stored, image) in enumerate(zip(pairs["frames"], images)):
         data, width, height = encode_frame(image, cfg.shards)
         atomic_write_bytes(frames_dir / f"{i:03d}.jpg", data)
         if stored["mask"]:
             atomic_write_bytes(frames_dir / f"{i:03d}.mask.png", _mask_png(stored["mask"], width, height))
+        score = None if clip[i] is None else round(clip[i], 4)
         frames.append(Frame(index=i, image=f"{i:03d}.jpg", width=width, height=height, page=stored["page"],
-                            text=stored["text"], caption=stored["caption"], flags=stored["flags"],
-                            has_mask=bool(stored["mask"])))
+                            text=stored["text"], caption=captions[i], scores={"align": None, "clip": score},
+                            flags=stored["flags"], has_mask=bool(stored["mask"])))
     story = Story(story_id=source_id, source=SourceInfo.from_dict(pairs["source"]), frames=frames,
                   pipeline={"version": __version__, "config_hash": cfg.hash()})
     atomic_write_bytes(work_dir / STORY_FILE, story.to_json().encode("utf-8"))

@@ -58,6 +58,38 @@ def align_by_time(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]
     return frames
 
 
+def monotonic_assignment(score: np.ndarray) -> list[int]:
+    """The column of every row: non-decreasing columns with the largest total ``score``.
+
+    ``score`` is (rows, columns) = (sentences, frames). Among equal totals the path that puts
+    each row as early as possible wins.
+    """
+    score = np.asarray(score, dtype=np.float64)
+    if score.ndim != 2:
+        raise ValueError(f"score must be a 2-D (sentences, frames) matrix, got shape {score.shape}")
+    n, m = score.shape
+    if n == 0:
+        return []
+    if m == 0:
+        raise ValueError("cannot assign sentences to zero frames")
+    columns = np.arange(m)
+    total = score[0].copy()  # (m,) best total of rows 0..i with row i on column j
+    back = np.zeros((n, m), dtype=np.int64)  # earliest best column of row i-1 given row i on column j
+    for i in range(1, n):
+        best_before = np.maximum.accumulate(total)  # (m,) best over columns <= j
+        # the earliest column reaching best_before[j]: it only moves when the running max strictly rises
+        rises = np.concatenate(([True], total[1:] > best_before[:-1]))
+        back[i] = np.maximum.accumulate(np.where(rises, columns, 0))
+        total = score[i] + best_before
+    j = int(np.argmax(total))  # argmax takes the earliest of equal maxima
+    path = [j]
+    for i in range(n - 1, 0, -1):
+        j = int(back[i, j])
+        path.append(j)
+    path.reverse()
+    return path
+
+
 def assign_sentences(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -> list[int]:
     """The frame index of every sentence: the monotonic assignment with the most overlap."""
     _check_spans(spans)
@@ -66,25 +98,11 @@ def assign_sentences(sentences: Sequence[Cue], spans: Sequence[tuple[float, floa
     if not spans:
         raise ValueError("cannot assign sentences to zero frames")
     preference = _overlap_fractions(sentences, spans) + _NEAR_WEIGHT / (1.0 + _distances(sentences, spans))
-    n, m = preference.shape
-    index = np.arange(m)
-    total = preference[0].copy()  # (m,) best total with sentence i on frame j
-    back = np.zeros((n, m), dtype=np.int64)  # earliest best frame of sentence i-1 given frame j
-    for i in range(1, n):
-        best_before = np.maximum.accumulate(total)  # (m,) max over frames <= j
-        rises = np.concatenate(([True], total[1:] > best_before[:-1]))
-        back[i] = np.maximum.accumulate(np.where(rises, index, 0))
-        total = preference[i] + best_before
-    j = int(np.argmax(total))  # argmax returns the earliest of equal maxima
-    assignment = [j]
-    for i in range(n - 1, 0, -1):
-        j = int(back[i, j])
-        assignment.append(j)
-    assignment.reverse()
+    assignment = monotonic_assignment(preference)
     independent = np.argmax(preference, axis=1)
     moved = int(np.sum(independent != np.asarray(assignment)))
     if moved:
-        log.debug("monotonic alignment moved %d of %d sentence(s) off their best frame", moved, n)
+        log.debug("monotonic alignment moved %d of %d sentence(s) off their best frame", moved, len(assignment))
     return assignment
 
 

@@ -28,40 +28,8 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.align import FrameText, _check_spans, _distances, _overlap_fractions
+from pipeline.align import FrameText, _check_spans, _distances, _overlap_fractions, monotonic_assignment
 from pipeline.subtitles import Cue
-
-
-def monotonic_assignment(score: np.ndarray) -> list[int]:
-    """The column of every row: non-decreasing columns with the largest total ``score``.
-
-    ``score`` is (rows, columns) = (sentences, frames). Among equal totals the path that puts
-    each row as early as possible wins.
-    """
-    score = np.asarray(score, dtype=np.float64)
-    if score.ndim != 2:
-        raise ValueError(f"score must be a 2-D (sentences, frames) matrix, got shape {score.shape}")
-    n, m = score.shape
-    if n == 0:
-        return []
-    if m == 0:
-        raise ValueError("cannot assign sentences to zero frames")
-    columns = np.arange(m)
-    total = score[0].copy()  # (m,) best total of rows 0..i with row i on column j
-    back = np.zeros((n, m), dtype=np.int64)  # earliest best column of row i-1 given row i on column j
-    for i in range(1, n):
-        best_before = np.maximum.accumulate(total)  # (m,) best over columns <= j
-        # the earliest column reaching best_before[j]: it only moves when the running max strictly rises
-        rises = np.concatenate(([True], total[1:] > best_before[:-1]))
-        back[i] = np.maximum.accumulate(np.where(rises, columns, 0))
-        total = score[i] + best_before
-    j = int(np.argmax(total))  # argmax takes the earliest of equal maxima
-    path = [j]
-    for i in range(n - 1, 0, -1):
-        j = int(back[i, j])
-        path.append(j)
-    path.reverse()
-    return path
 
 
 def time_prior(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]], time_scale_s: float = 1.0) -> np.ndarray:

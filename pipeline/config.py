@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -363,25 +365,28 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(sorted(names))}")
+        raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
+                          f"known: {', '.join(sorted(names))}")
     kwargs = {}
     for key, value in data.items():
         hint = hints[key]
-        name = prefix + key
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, name + ".")
+            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
         else:
-            kwargs[key] = _coerce(hint, value, name)
+            kwargs[key] = _coerce(hint, value, prefix + key)
     return cls(**kwargs)
 
 
 def _coerce(hint: Any, value: Any, name: str) -> Any:
-    text = str(hint)
-    if value is None:
-        if "None" in text:
+    args = typing.get_args(hint)
+    optional = isinstance(hint, types.UnionType) and type(None) in args
+    if optional:
+        if value is None:
             return None
+        hint = next(a for a in args if a is not type(None))
+    elif value is None:
         raise ConfigError(f"{name} must not be null")
-    if hint is bool or text == "bool":
+    if hint is bool:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"{name} must be true or false, got {value!r}")
@@ -392,15 +397,20 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML reads "1e-4" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise ConfigError(f"{name} must be a number, got {value!r}")
-    if text.startswith("tuple"):
+    if typing.get_origin(hint) is tuple:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{name} must be a list of strings, got {value!r}")
         return tuple(value)
-    if hint is str or "str" in text:
+    if hint is str:
         if isinstance(value, str):
             return value
         raise ConfigError(f"{name} must be a string, got {value!r}")
-    return value
+    raise ConfigError(f"{name}: unsupported config type {hint!r}")  # a bug in this module

@@ -94,6 +94,37 @@ def _merge_into(target: FrameCandidate, other: FrameCandidate, after: bool) -> N
         target.t_end = max(target.t_end, other.t_end)
 
 
+class FrameKeeper:
+    """Keeps frames in order; a dropped frame's text and time span move to a kept neighbour.
+
+    The previous kept frame takes them; frames dropped before any is kept hand them to the first
+    frame kept after them. Shared by every filter that drops frames (here and in clip_stage).
+    """
+
+    def __init__(self, dropped: dict[str, int] | None = None):
+        self.kept: list[FrameCandidate] = []
+        self.dropped: Counter[str] = Counter(dropped or {})
+        self._orphans: list[FrameCandidate] = []
+
+    def drop(self, frame: FrameCandidate, reason: str) -> None:
+        self.dropped[reason] += 1
+        if self.kept:
+            _merge_into(self.kept[-1], frame, after=True)
+        elif frame.text:
+            self._orphans.append(frame)
+
+    def keep(self, frame: FrameCandidate) -> None:
+        for orphan in self._orphans:
+            _merge_into(frame, orphan, after=False)
+        self._orphans = []
+        self.kept.append(frame)
+
+    def result(self, who: str) -> "CleanResult":
+        if self._orphans:
+            log.warning("%s dropped every frame; %d frame(s) of narration are lost with them", who, len(self._orphans))
+        return CleanResult(kept=self.kept, dropped=dict(sorted(self.dropped.items())))
+
+
 def _edge_cards(frames: list[FrameCandidate], cfg: CleanConfig) -> dict[int, str]:
     """Indices of intro/outro cards: frames without speech at the very start or end."""
     if not cfg.drop_intro_outro or not any(f.text for f in frames):
@@ -116,43 +147,28 @@ def _edge_cards(frames: list[FrameCandidate], cfg: CleanConfig) -> dict[int, str
 
 def clean_frames(frames: list[FrameCandidate], cfg: CleanConfig) -> CleanResult:
     """Drop non-story frames; return the kept ones in order and the drop counts by reason."""
-    dropped: Counter[str] = Counter()
+    keeper = FrameKeeper()
     cards = _edge_cards(frames, cfg)
-    kept: list[FrameCandidate] = []
     kept_hashes: list[int] = []
-    orphan_text: list[FrameCandidate] = []  # dropped before any frame was kept
 
     for i, frame in enumerate(frames):
-        if i in cards:
-            dropped[cards[i]] += 1
+        if i in cards:  # no speech by definition: counted, nothing to hand on
+            keeper.dropped[cards[i]] += 1
             continue
         grey = _grey(frame.image)
-        reason = None
         if cfg.drop_blank and float(grey.std()) < cfg.blank_std:
-            reason = "blank"
-        elif cfg.drop_blurred and sharpness(grey) < cfg.blur_min_sharpness:
-            reason = "blurred"
-        if reason:
-            dropped[reason] += 1
-            if kept:
-                _merge_into(kept[-1], frame, after=True)
-            elif frame.text:
-                orphan_text.append(frame)
+            keeper.drop(frame, "blank")
+            continue
+        if cfg.drop_blurred and sharpness(grey) < cfg.blur_min_sharpness:
+            keeper.drop(frame, "blurred")
             continue
         digest = phash(grey)
-        if cfg.drop_duplicates and kept and hamming(digest, kept_hashes[-1]) <= cfg.phash_max_distance:
-            if frame.boundary == "fade" and frame.text and kept[-1].text:
+        if cfg.drop_duplicates and keeper.kept and hamming(digest, kept_hashes[-1]) <= cfg.phash_max_distance:
+            if frame.boundary == "fade" and frame.text and keeper.kept[-1].text:
                 frame.flags.append("repeated_image")
             else:
-                dropped["near_duplicate"] += 1
-                _merge_into(kept[-1], frame, after=True)
+                keeper.drop(frame, "near_duplicate")
                 continue
-        for orphan in orphan_text:
-            _merge_into(frame, orphan, after=False)
-        orphan_text = []
-        kept.append(frame)
+        keeper.keep(frame)
         kept_hashes.append(digest)
-
-    if orphan_text:
-        log.warning("every frame was dropped; %d frame(s) of narration are lost with them", len(orphan_text))
-    return CleanResult(kept=kept, dropped=dict(sorted(dropped.items())))
+    return keeper.result("clean")

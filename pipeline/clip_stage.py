@@ -24,14 +24,13 @@ in :mod:`pipeline.clean`, so no narration is lost. Books call the same function 
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from pipeline.clean import CleanResult, FrameCandidate, _merge_into
+from pipeline.clean import CleanResult, FrameCandidate, FrameKeeper
 from pipeline.config import ClipConfig, ModelsConfig
 from pipeline.subtitles import Cue
 
@@ -253,7 +252,6 @@ def refine_with_clip(
     """
     cfg = models.clip
     frames = list(cleaned.kept)
-    dropped: Counter[str] = Counter(cleaned.dropped)
     if not frames:
         return cleaned
     encoder = encoder or encoder_for(models)
@@ -264,9 +262,9 @@ def refine_with_clip(
         probabilities = classes.probabilities(images)  # (N, C)
         photo, card = classes.names.index("photo"), classes.names.index("text_card")
 
-    kept: list[FrameCandidate] = []
+    keeper = FrameKeeper(cleaned.dropped)
+    kept = keeper.kept
     kept_rows: list[int] = []
-    orphans: list[FrameCandidate] = []  # text of frames dropped before any was kept
     for i, frame in enumerate(frames):
         reason = None
         if probabilities is not None:
@@ -281,19 +279,10 @@ def refine_with_clip(
             else:
                 reason = "clip_duplicate"
         if reason is not None:
-            dropped[reason] += 1
-            if kept:
-                _merge_into(kept[-1], frame, after=True)
-            elif frame.text:
-                orphans.append(frame)
+            keeper.drop(frame, reason)
             continue
-        for orphan in orphans:
-            _merge_into(frame, orphan, after=False)
-        orphans = []
-        kept.append(frame)
+        keeper.keep(frame)
         kept_rows.append(i)
-    if orphans:
-        log.warning("CLIP dropped every frame; %d frame(s) of narration are lost with them", len(orphans))
     images = images[kept_rows]
 
     timed = all(f.t_start is not None and f.t_end is not None for f in kept)
@@ -303,7 +292,7 @@ def refine_with_clip(
         known = {s.text.strip(): e for s, e in zip(sentences, sentence_embeddings)}
         _realign(kept, sentences, sentence_embeddings @ images.T, encoder.logit_scale, cfg)
     _set_clip_scores(kept, images, encoder, known)
-    return CleanResult(kept=kept, dropped=dict(sorted(dropped.items())))
+    return keeper.result("CLIP")
 
 
 def _realign(frames: list[FrameCandidate], sentences: Sequence[Cue], similarity: np.ndarray, logit_scale: float,

@@ -46,16 +46,27 @@ def align_by_time(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]
         return []
     assignment = assign_sentences(sentences, spans) if sentences else []
     overlap = _overlap_fractions(sentences, spans) if sentences else None
-    frames = [FrameText(text="", score=None) for _ in spans]
+    return frame_texts(sentences, assignment, overlap, len(spans))
+
+
+def frame_texts(
+    sentences: Sequence[Cue], assignment: Sequence[int], score: np.ndarray | None, frames: int
+) -> list[FrameText]:
+    """One FrameText per frame from a sentence -> frame assignment (shared by every aligner).
+
+    A frame's text is its sentences joined by single spaces and its score the mean ``score[i, j]``
+    of its sentences; a frame without sentences gets text "", score None and the flag "no_speech".
+    """
+    texts = [FrameText(text="", score=None) for _ in range(frames)]
     for i, j in enumerate(assignment):
-        frames[j].sentences.append(i)
-    for j, frame in enumerate(frames):
+        texts[j].sentences.append(i)
+    for j, frame in enumerate(texts):
         if not frame.sentences:
             frame.flags.append("no_speech")
             continue
         frame.text = " ".join(t for t in (sentences[i].text.strip() for i in frame.sentences) if t)
-        frame.score = round(float(np.mean([overlap[i, j] for i in frame.sentences])), 4)
-    return frames
+        frame.score = round(float(np.mean([score[i, j] for i in frame.sentences])), 4)
+    return texts
 
 
 def monotonic_assignment(score: np.ndarray) -> list[int]:

@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.align import FrameText, _check_spans, _distances, _overlap_fractions, monotonic_assignment
+from pipeline.align import FrameText, _check_spans, _distances, _overlap_fractions, frame_texts, monotonic_assignment
 from pipeline.subtitles import Cue
 
 
@@ -74,24 +74,16 @@ def align_sentences(
     mean combined score of the frame's sentences (their share of time on it when no CLIP).
     """
     _check_spans(spans)
-    frames = [FrameText(text="", score=None) for _ in spans]
     if not spans:
-        return frames
-    if sentences:
-        prior = time_prior(sentences, spans, time_scale_s)
-        preference = None
-        if similarity is not None:
-            similarity = np.asarray(similarity)
-            if similarity.shape != prior.shape:
-                raise ValueError(f"similarity has shape {similarity.shape}, expected {prior.shape} (sentences, frames)")
-            preference = clip_preference(similarity, logit_scale)
-        score = combined_score(prior, preference, weight)
-        for i, j in enumerate(monotonic_assignment(score)):
-            frames[j].sentences.append(i)
-    for j, frame in enumerate(frames):
-        if not frame.sentences:
-            frame.flags.append("no_speech")
-            continue
-        frame.text = " ".join(t for t in (sentences[i].text.strip() for i in frame.sentences) if t)
-        frame.score = round(float(np.mean([score[i, j] for i in frame.sentences])), 4)
-    return frames
+        return []
+    if not sentences:
+        return frame_texts(sentences, [], None, len(spans))
+    prior = time_prior(sentences, spans, time_scale_s)
+    preference = None
+    if similarity is not None:
+        similarity = np.asarray(similarity)
+        if similarity.shape != prior.shape:
+            raise ValueError(f"similarity has shape {similarity.shape}, expected {prior.shape} (sentences, frames)")
+        preference = clip_preference(similarity, logit_scale)
+    score = combined_score(prior, preference, weight)
+    return frame_texts(sentences, monotonic_assignment(score), score, len(spans))

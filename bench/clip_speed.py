@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
 
-    from pipeline.torch_compat import ensure_torchvision_importable
+    from pipeline.models.torch_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     import open_clip
@@ -71,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     from PIL import Image
 
-    from pipeline.clean import CleanResult, FrameCandidate
-    from pipeline.clip_stage import encoder_for, refine_with_clip
+    from pipeline.frames.clean import CleanResult, FrameCandidate
+    from pipeline.models.clip import encoder_for, refine_with_clip
     from pipeline.config import IngestConfig
-    from pipeline.subtitles import Cue
+    from pipeline.text.subtitles import Cue
 
     with tempfile.TemporaryDirectory() as tmp:
         torch.manual_seed(0)
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             "device": args.device, "local_files_only": True,
             "clip": {"enabled": True, "model": args.arch, "pretrained": str(weights), "batch_size": args.batch_size},
         }}).models
-        encoder = encoder_for(models)  # loads through pipeline.models
+        encoder = encoder_for(models)  # loads through pipeline.models.loading
     loaded = encoder.loaded
     images = keyframes(args.images)
     pixels = [torch.stack([loaded.preprocess(Image.fromarray(img)) for img in images[i:i + args.batch_size]])

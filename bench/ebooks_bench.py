@@ -31,8 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.config import IngestConfig  # noqa: E402
-from pipeline.ebook_fetch import FetchedBook  # noqa: E402
-from pipeline.ebook_story import assemble_book_story, run_book_parse_stage  # noqa: E402
+from pipeline.book.fetch import FetchedBook  # noqa: E402
+from pipeline.book.stages import assemble_book_story, run_book_parse_stage  # noqa: E402
 from pipeline.sources import SourceItem  # noqa: E402
 from tests.bookgen import BookTruth, picture_distance  # noqa: E402
 from tests.bookgen.epub import write_epub  # noqa: E402

@@ -20,8 +20,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import KeyframeConfig  # noqa: E402
-from pipeline.ffmpeg import find_ffmpeg  # noqa: E402
-from pipeline.keyframes import detect_keyframes  # noqa: E402
+from pipeline.video.ffmpeg import find_ffmpeg  # noqa: E402
+from pipeline.video.keyframes import detect_keyframes  # noqa: E402
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "shared" / "samples" / "readaloud"
 

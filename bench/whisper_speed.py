@@ -11,7 +11,7 @@ synthetic narration of a generated read-aloud video (``--seconds`` long). Measur
 - ``generate``: the Hugging Face recipe on the decoded 16 kHz array: feature extractor (long-form:
   no truncation, padded to the longest, attention mask) + ``model.generate(...,
   return_timestamps=True, task="transcribe")``, which detects the language itself;
-- ``stage``: :class:`pipeline.asr.AsrTextSource` on the video file: PyAV decode and resample,
+- ``stage``: :class:`pipeline.text.asr.AsrTextSource` on the video file: PyAV decode and resample,
   features, language detection, the same ``generate``, segment clean-up and sentence split.
 
 A random model decodes until ``max_length`` (448 tokens) in each 30 s window, more than real
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
 
-    from pipeline.torch_compat import ensure_torchvision_importable
+    from pipeline.models.torch_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
     import torch
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from pipeline.asr import SAMPLE_RATE, AsrTextSource, decode_audio, make_transcriber
+    from pipeline.text.asr import SAMPLE_RATE, AsrTextSource, decode_audio, make_transcriber
     from pipeline.config import IngestConfig
     from pipeline.records import FetchedMedia
     from pipeline.synthetic import PageSpec, VideoSpec, write_story_video
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         models = IngestConfig.from_dict({"models": {
             "device": args.device, "local_files_only": True, "asr": {"enabled": True, "model": str(tmp / "whisper")},
         }}).models
-        loaded = make_transcriber(models).loaded  # loads through pipeline.models
+        loaded = make_transcriber(models).loaded  # loads through pipeline.models.loading
         pages = max(1, round(args.seconds / 3.0))
         words = "the little fox walked through the snow to find a warmer home".split()
         spec = VideoSpec(pages=[PageSpec(" ".join(words[i % 5:i % 5 + 6]).capitalize() + ".", args.seconds / pages)

@@ -32,8 +32,8 @@ def _prefect_defaults() -> None:
 
 def _ingest(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError, IngestConfig
-    from pipeline.ffmpeg import FFmpegNotFoundError, find_ffmpeg
-    from pipeline.models import ModelLoadError, load_enabled_models
+    from pipeline.video.ffmpeg import FFmpegNotFoundError, find_ffmpeg
+    from pipeline.models.loading import ModelLoadError, load_enabled_models
     from pipeline.sources import SourcesError, load_sources
 
     try:

@@ -26,7 +26,7 @@ from pipeline.records import SourceResult
 class BookState(ingest.SourceState):
     """A source's state, plus what the book stages hand on."""
 
-    book: Any = None  # pipeline.ebook_fetch.FetchedBook
+    book: Any = None  # pipeline.book.fetch.FetchedBook
     pairs: dict | None = None  # the parse stage's index (pairs.json)
 
 
@@ -38,9 +38,9 @@ def _book_failure(state: BookState, stage: str, exc: Exception) -> None:
 
 @task(name="book-fetch", cache_policy=NO_CACHE)
 def book_fetch_task(state: BookState, cfg: IngestConfig) -> BookState:
-    from pipeline.ebook import EbookError
-    from pipeline.ebook_fetch import fetch_book
-    from pipeline.ytdlp import FetchError
+    from pipeline.book.model import EbookError
+    from pipeline.book.fetch import fetch_book
+    from pipeline.video.ytdlp import FetchError
 
     start = time.perf_counter()
     try:
@@ -53,8 +53,8 @@ def book_fetch_task(state: BookState, cfg: IngestConfig) -> BookState:
 
 @task(name="book-parse", cache_policy=NO_CACHE)
 def book_parse_task(state: BookState, defaults: Any, cfg: IngestConfig) -> BookState:
-    from pipeline.ebook import EbookError
-    from pipeline.ebook_story import run_book_parse_stage
+    from pipeline.book.model import EbookError
+    from pipeline.book.stages import run_book_parse_stage
 
     if state.failed:
         return state
@@ -75,7 +75,7 @@ def book_parse_task(state: BookState, defaults: Any, cfg: IngestConfig) -> BookS
 @task(name="book-assemble", cache_policy=NO_CACHE)
 def book_assemble_task(state: BookState, cfg: IngestConfig) -> SourceResult:
     """Encode the frames, write story.json, then the source's marker (last)."""
-    from pipeline.ebook_story import assemble_book_story
+    from pipeline.book.stages import assemble_book_story
 
     if not state.failed:
         start = time.perf_counter()

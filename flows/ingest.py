@@ -87,7 +87,7 @@ def _decode_in_process(fn, *args):
 
 # Model stages (ASR in text, CLIP and captions in assemble) hold one of `models.max_concurrent`
 # slots while they run, so memory stays bounded however many sources are in flight. Models
-# themselves are loaded once per process (pipeline.models), before the first source.
+# themselves are loaded once per process (pipeline.models.loading), before the first source.
 _model_slots: threading.BoundedSemaphore | None = None
 
 
@@ -103,7 +103,7 @@ def _model_slot(needed: bool):
 @task(name="expand", cache_policy=NO_CACHE)
 def expand_task(entry, defaults, cfg: IngestConfig) -> tuple[list, SourceResult | None]:
     """A sources-file entry -> downloadable items (playlists, channels and searches expand)."""
-    from pipeline.fetch import FetchError
+    from pipeline.video.fetch import FetchError
     from pipeline.sources import entry_id, expand_entry
 
     try:
@@ -118,7 +118,7 @@ def expand_task(entry, defaults, cfg: IngestConfig) -> tuple[list, SourceResult 
 
 @task(name="fetch", cache_policy=NO_CACHE)
 def fetch_task(state: SourceState, layout: OutputLayout, defaults, cfg: IngestConfig) -> SourceState:
-    from pipeline.fetch import FetchError, fetch_local, fetch_video
+    from pipeline.video.fetch import FetchError, fetch_local, fetch_video
 
     start = time.perf_counter()
     item = state.item
@@ -158,8 +158,8 @@ def _run_stage(state: SourceState, stage: str, call, errors: tuple[type[Exceptio
 
 @task(name="keyframes", cache_policy=NO_CACHE)
 def keyframes_task(state: SourceState, cfg: IngestConfig) -> SourceState:
-    from pipeline.keyframes import KeyframeError
-    from pipeline.video import run_keyframe_stage
+    from pipeline.video.keyframes import KeyframeError
+    from pipeline.video.stages import run_keyframe_stage
 
     state.keyframes = _run_stage(
         state, "keyframes", lambda: _decode_in_process(run_keyframe_stage, state.media, state.work_dir, cfg), (KeyframeError,)
@@ -169,9 +169,9 @@ def keyframes_task(state: SourceState, cfg: IngestConfig) -> SourceState:
 
 @task(name="text", cache_policy=NO_CACHE)
 def text_task(state: SourceState, cfg: IngestConfig) -> SourceState:
-    from pipeline.subtitles import SubtitleError
-    from pipeline.text import TextSourceError
-    from pipeline.video import run_text_stage
+    from pipeline.text.subtitles import SubtitleError
+    from pipeline.text.transcript import TextSourceError
+    from pipeline.video.stages import run_text_stage
 
     def transcribe():
         try:
@@ -187,7 +187,7 @@ def text_task(state: SourceState, cfg: IngestConfig) -> SourceState:
 @task(name="assemble", cache_policy=NO_CACHE)
 def assemble_task(state: SourceState, cfg: IngestConfig) -> SourceResult:
     """Align, clean and encode one story, then write the source's DONE marker (last)."""
-    from pipeline.video import NoNarrationError, NoTextError, assemble_video_story
+    from pipeline.video.stages import NoNarrationError, NoTextError, assemble_video_story
 
     if not state.failed:
         start = time.perf_counter()
@@ -234,9 +234,9 @@ def _finished(work_dir: Path, cfg: IngestConfig) -> SourceResult | None:
 
 @task(name="write-dataset", cache_policy=NO_CACHE)
 def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: IngestConfig) -> dict:
-    from pipeline.card import write_card
-    from pipeline.catalog import write_catalog, write_sources_table
-    from pipeline.shards import write_shards
+    from pipeline.output.card import write_card
+    from pipeline.output.catalog import write_catalog, write_sources_table
+    from pipeline.output.shards import write_shards
 
     ok_dirs = sorted(layout.source_dir(r.source_id) for r in results if r.status == "ok")
     summary = write_shards(ok_dirs, layout, cfg.shards, cfg.hash(), __version__)
@@ -266,7 +266,7 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
     resolved = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "version": __version__}
     write_if_changed(layout.config, dumps_json(resolved).encode("utf-8"))
 
-    from pipeline.models import load_enabled_models
+    from pipeline.models.loading import load_enabled_models
 
     load_enabled_models(cfg.models)  # a model that cannot be loaded fails the run here, before any source
     global _decode_pool, _model_slots

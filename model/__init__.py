@@ -8,5 +8,5 @@
 - ``cli``: ``storyloom train | generate | evaluate``; ``testing``: random-weight models
 
 Importing the package or ``model.cli`` loads no torch; diffusers, transformers and torchvision are
-imported inside the functions that need them, after ``pipeline.torch_compat.ensure_torchvision_importable``.
+imported inside the functions that need them, after ``pipeline.models.torch_compat.ensure_torchvision_importable``.
 """

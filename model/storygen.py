@@ -47,8 +47,8 @@ class ModelLoadError(RuntimeError):
 
 
 def ensure_imports() -> None:
-    """Call before diffusers/transformers are first imported (see pipeline.torch_compat)."""
-    from pipeline.torch_compat import ensure_torchvision_importable
+    """Call before diffusers/transformers are first imported (see pipeline.models.torch_compat)."""
+    from pipeline.models.torch_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
 

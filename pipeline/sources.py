@@ -6,7 +6,7 @@ anything wrong with it, before any work starts. ``expand_entry`` turns one entry
 :class:`SourceItem` s: single videos, e-books and local files pass through without touching the
 network; playlists, channels, searches and pages of unknown kind are listed with yt-dlp's flat
 extraction. Failures there (a removed playlist, a dead host) are per-entry data: they raise
-:class:`pipeline.ytdlp.FetchError` for the caller to record, never crash the run.
+:class:`pipeline.video.ytdlp.FetchError` for the caller to record, never crash the run.
 
 Values under ``defaults`` apply to every entry exactly as if written there, so a ``license``
 or ``language`` given there (or in the entry) wins over what the site reports.
@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 from pipeline.records import make_story_id
-from pipeline.ytdlp import FetchError, extract_flat
+from pipeline.video.ytdlp import FetchError, extract_flat
 
 KINDS = ("video", "playlist", "channel", "search", "ebook")
 LICENSES = ("CC-BY", "CC-BY-SA", "CC-BY-NC", "CC-BY-NC-SA", "CC-BY-ND", "CC-BY-NC-ND", "CC0", "public-domain")
@@ -364,7 +364,7 @@ def expand_entry(entry: SourceEntry, defaults: SourceDefaults, fetch_cfg: Any) -
     kind = entry.kind or defaults.kind or guess_kind(entry)
     title = entry.title or defaults.title
     if entry.path and kind == "ebook" and Path(entry.path).is_dir():  # a folder of books: one story each
-        from pipeline.ebook import find_books
+        from pipeline.book.model import find_books
 
         books = find_books(Path(entry.path))
         if not books:
@@ -377,7 +377,7 @@ def expand_entry(entry: SourceEntry, defaults: SourceDefaults, fetch_cfg: Any) -
     if kind in ("video", "ebook"):
         return [_item(entry, defaults, kind, source_id=entry.source_id, url=entry.url, title=title)]
     if kind == "auto":  # a URL without a telling extension may still serve a book
-        from pipeline.ebook_fetch import content_kind
+        from pipeline.book.fetch import content_kind
 
         if content_kind(entry.url or "", fetch_cfg) == "ebook":
             return [_item(entry, defaults, "ebook", source_id=entry.source_id, url=entry.url, title=title)]

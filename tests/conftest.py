@@ -11,7 +11,7 @@ import pytest
 
 # Before anything imports torchvision (open_clip, transformers, diffusers): see torch_compat.
 try:
-    from pipeline.torch_compat import ensure_torchvision_importable
+    from pipeline.models.torch_compat import ensure_torchvision_importable
 
     ensure_torchvision_importable()
 except ImportError:  # the core install has no torch: model tests skip themselves

@@ -139,8 +139,8 @@ def parse_book(path: Path, work_dir: Path, cfg=None, **item_fields):
     from PIL import Image
 
     from pipeline.config import IngestConfig
-    from pipeline.ebook_fetch import FetchedBook
-    from pipeline.ebook_story import PAIRS_DIR, run_book_parse_stage
+    from pipeline.book.fetch import FetchedBook
+    from pipeline.book.stages import PAIRS_DIR, run_book_parse_stage
     from pipeline.sources import SourceItem
 
     path = Path(path)

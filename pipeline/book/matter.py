@@ -1,0 +1,248 @@
+"""Front and back matter: which pages of a book are not the story, and the credits they hold.
+
+A page (PDF page, EPUB spine item, HTML section) is left out, with the reason counted, when
+
+1. the book says so: EPUB ``epub:type`` / guide / landmarks (cover, titlepage, copyright-page,
+   dedication, toc, acknowledgments, backmatter...), a non-linear spine item, or a distributor's
+   boilerplate (Project Gutenberg's header and licence, marked by the HTML reader);
+2. anywhere: its text reads like a copyright or licence page (©, ISBN, "all rights reserved",
+   Creative Commons, "published by"), "about the author/illustrator", or a table of contents;
+3. in the leading pages, until the first story page: the cover (page one with a picture and only
+   title/credit words, or none), title and half-title pages (nothing but title, names and credit
+   words), dedications ("For Ama, who...", "To my mother"), blank pages;
+4. in the trailing pages, back from the end: the back-cover blurb (the last page, speaking about
+   the book: its title, "this story", reading levels, ages, series), a lone "The End", credits,
+   blank pages.
+
+Rule 2 needs words that story text almost never holds, so it applies everywhere; rules 3 and 4
+are weaker and only apply at the edges, where such pages live. Credits (authors, illustrators)
+and a licence sentence are read from the pages left out, for the story's ``source``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from pipeline.book.model import Book, Page, Picture, split_names
+
+log = logging.getLogger(__name__)
+
+SEMANTIC_REASONS = {
+    "cover": "cover", "titlepage": "title_page", "title-page": "title_page", "halftitlepage": "title_page",
+    "copyright-page": "copyright", "colophon": "copyright", "imprint": "copyright", "imprimatur": "copyright",
+    "dedication": "dedication", "epigraph": "dedication", "toc": "contents", "loi": "contents", "lot": "contents",
+    "landmarks": "contents", "nav": "contents", "acknowledgments": "about", "acknowledgements": "about",
+    "foreword": "front_matter", "preface": "front_matter", "introduction": "front_matter", "prologue": None,
+    "frontmatter": "front_matter", "backmatter": "back_matter", "afterword": "back_matter", "appendix": "back_matter",
+    "index": "back_matter", "glossary": "back_matter", "bibliography": "back_matter", "contributors": "about",
+    "other-credits": "about", "credits": "about", "errata": "back_matter", "nonlinear": "nonlinear",
+    "distributor": "distributor", "notice": "copyright", "rearnotes": "back_matter", "endnotes": "back_matter",
+}
+_COPYRIGHT = re.compile(r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|\bisbn\b|creative\s*commons|"
+                        r"licen[cs]ed\s+under|\bcc[- ]?(by|0)\b|published\s+by|first\s+published|printed\s+(in|by)\b|"
+                        r"project gutenberg|this (work|book) is licen[cs]ed", re.I)
+_ABOUT = re.compile(r"\babout the (author|illustrator|writer|artist|translator|publisher|authors|illustrators|"
+                    r"series|book)\b|\bmeet the (author|illustrator)|acknowledge?ments?\b|\bbiography\b", re.I)
+_CONTENTS = re.compile(r"^\s*(table of )?contents\b|^\s*list of (illustrations|plates)\b", re.I)
+_DEDICATION = re.compile(r"^\s*((?i:dedicated)\b|(?i:in (loving )?memory)\b|(?i:for|to)\s+((?i:my|our|your|all|every|"
+                         r"everyone|the children)\b|[A-Z][a-z]+\s*(,|\band\b|&|\bwho\b|[.!]|$)))")
+_BLURB = re.compile(r"\bthis (book|story|tale)\b|\blevel \d|\bages? \d|\breaders?\b|\breading\b|\bseries\b|"
+                    r"\bstory ?books?\b|\bpicture books?\b|\bbarcode\b|www\.|https?://", re.I)
+_END = re.compile(r"^\W*the end\W*$", re.I)
+_CREDIT_WORDS = {"by", "written", "illustrated", "illustrations", "pictures", "story", "text", "words", "author",
+                 "authors", "illustrator", "illustrators", "and", "retold", "adapted", "translated", "with",
+                 "a", "an", "the", "of", "art", "drawings", "published", "edition", "book", "picture"}
+_STOP = r"(?=\s+(?:illustrat\w*|written|story|text|pictures|drawings|translated|published|adapted|retold)\b|[.;\n©]|$)"
+_AUTHOR_CREDIT = re.compile(r"(?:written|story|text|words|retold|adapted)\s+by\s+(.+?)" + _STOP, re.I)
+_ILLUSTRATOR_CREDIT = re.compile(r"(?:illustrat\w*|pictures|drawings|art(?:work)?)\s+by\s+(.+?)" + _STOP, re.I)
+_LABELLED = re.compile(r"\s*(authors?|writers?|illustrators?)\s*:\s*(.+?)" + _STOP, re.I)  # at a block's start
+_BARE_BY = re.compile(r"\bby\s+([A-Z][\w.'-]+(?:\s+[A-Z][\w.'-]+){0,3})")
+_LICENCE_SENTENCE = re.compile(r"[^.]*(creative\s*commons|creativecommons\.org/\S+|\bcc[- ]?by[\w.-]*|\bcc0\b|"
+                               r"public domain)[^.]*", re.I)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[^\W_]+", text.lower())
+
+
+def _title_words(book: Book) -> set[str]:
+    names = [book.meta.title or "", *book.meta.authors, *book.meta.illustrators, book.meta.publisher or ""]
+    return {w for name in names for w in _words(name)} | _CREDIT_WORDS
+
+
+def is_cover_picture(picture: Picture, book: Book) -> bool:
+    """The picture the package names as its cover, or one named or described as a cover."""
+    if book.meta.cover_key and picture.key == book.meta.cover_key:
+        return True
+    return bool(re.search(r"(^|[\W_])cover([\W_]|$)", f"{picture.hint} {picture.alt or ''}", re.I))
+
+
+def classify_pages(book: Book) -> dict[int, str]:
+    """Page number -> why it is front or back matter; story pages are absent."""
+    reasons: dict[int, str] = {}
+    for page in book.pages:
+        reason = next((SEMANTIC_REASONS[s] for s in sorted(page.semantics) if SEMANTIC_REASONS.get(s)), None)
+        text = page.all_text()
+        if reason is None and _COPYRIGHT.search(text):
+            reason = "distributor" if re.search(r"project gutenberg", text, re.I) else "copyright"
+        elif reason is None and (_ABOUT.search(text[:200]) or _CONTENTS.search(text)):
+            reason = "about" if _ABOUT.search(text[:200]) else "contents"
+        if reason:
+            reasons[page.number] = reason
+    _guess_title(book, reasons)
+    title_words = _title_words(book)
+    for i, page in enumerate(book.pages):  # leading matter, until the first story page
+        if page.number in reasons:
+            continue
+        reason = _leading_reason(page, i, book, title_words)
+        if reason is None:
+            break
+        reasons[page.number] = reason
+    for i in range(len(book.pages) - 1, -1, -1):  # trailing matter, back to the last story page
+        page = book.pages[i]
+        if page.number in reasons:
+            continue
+        reason = _trailing_reason(page, i == len(book.pages) - 1, book, title_words)
+        if reason is None:
+            break
+        reasons[page.number] = reason
+    return reasons
+
+
+def _title_only(text: str, title_words: set[str]) -> bool:
+    """Nothing but the title, names, credit phrases and numbers (a cover, a title or credits page)."""
+    if not _words(text):
+        return False
+    stripped = text
+    for pattern in (_AUTHOR_CREDIT, _ILLUSTRATOR_CREDIT, _LABELLED, _BARE_BY):
+        stripped = pattern.sub(" ", stripped)
+    rest = _words(stripped)
+    # something must be title-like (a credit, or a word of the title or a name): "Tano ran." is story
+    titled = stripped != text or any(w in title_words and w not in _CREDIT_WORDS for w in rest)
+    return titled and sum(w not in title_words and not w.isdigit() for w in rest) <= 2
+
+
+def _leading_reason(page: Page, index: int, book: Book, title_words: set[str]) -> str | None:
+    text = page.all_text()
+    pictures = page.illustrations
+    if not text.strip() and not pictures:
+        return "blank"
+    if index == 0 and book.layout == "paginated" and pictures and (not text.strip() or _title_only(text, title_words)):
+        return "cover"
+    title_only = not text.strip() or _title_only(text, title_words)
+    if pictures and all(is_cover_picture(p, book) for p in pictures) and title_only:
+        return "cover"
+    if not pictures and _title_only(text, title_words):
+        return "title_page"
+    if not pictures and len(_words(text)) <= 25 and _DEDICATION.match(text):
+        return "dedication"
+    return None
+
+
+def _trailing_reason(page: Page, last: bool, book: Book, title_words: set[str]) -> str | None:
+    text = page.all_text()
+    pictures = page.illustrations
+    if not text.strip() and not pictures:
+        return "blank"
+    if _END.match(text) and not pictures:
+        return "end_marker"
+    if not pictures and _title_only(text, title_words):
+        return "credits"
+    mentions_title = bool(book.meta.title) and book.meta.title.lower() in text.lower()
+    if last and text.strip() and (mentions_title or _BLURB.search(text)):
+        return "blurb"
+    if last and pictures and not text.strip() and book.layout == "paginated" and book.pages[0].illustrations:
+        cover_keys = {p.key for p in book.pages[0].illustrations}
+        if all(p.key in cover_keys for p in pictures):
+            return "blurb"  # the back cover repeats the front cover's art
+    return None
+
+
+def trim_flow_edges(book: Book, reasons: dict[int, str]) -> dict[str, int]:
+    """Flowing books often keep title, credits and dedication in the story's first section, and a
+    blurb in its last: drop such text blocks before the first and after the last illustration."""
+    if book.layout != "flow":
+        return {}
+    pages = [p for p in book.pages if p.number not in reasons]
+    items = sorted([(t.order, t) for p in pages for t in p.texts if t.role != "running"] +
+                   [(x.order, x) for p in pages for x in p.illustrations], key=lambda pair: pair[0])
+    title_words = _title_words(book)
+    counts: dict[str, int] = {}
+    for blocks, reason, test in ((items, "front_block", _front_block), (items[::-1], "back_block", _back_block)):
+        for _, item in blocks:
+            if isinstance(item, Picture) or not test(item.text, title_words, book):
+                break
+            item.role = "matter"
+            counts[f"matter_{reason}"] = counts.get(f"matter_{reason}", 0) + 1
+    return counts
+
+
+def _front_block(text: str, title_words: set[str], book: Book) -> bool:
+    return _title_only(text, title_words) or bool(_DEDICATION.match(text) and len(_words(text)) <= 25)
+
+
+def _back_block(text: str, title_words: set[str], book: Book) -> bool:
+    mentions_title = bool(book.meta.title) and book.meta.title.lower() in text.lower()
+    return bool(_END.match(text)) or _title_only(text, title_words) or mentions_title or bool(_BLURB.search(text))
+
+
+def _guess_title(book: Book, reasons: dict[int, str]) -> None:
+    """No title in the metadata: the first line of a cover or title page (credits removed)."""
+    if book.meta.title or not book.pages:
+        return
+    first = book.pages[0]
+    headings = [t.text for page in book.pages[:3] for t in page.texts if t.role == "heading"]
+    candidates = headings or [t.text for t in first.texts if t.role != "running"]
+    for text in candidates:
+        title = re.split(r"\b(?:written|illustrated|story|pictures)?\s*by\b", text, flags=re.I)[0].strip(" .,:;-")
+        if 0 < len(_words(title)) <= 12:
+            book.meta.title = title
+            return
+
+
+def read_credits(book: Book, matter: dict[int, str]) -> None:
+    """Fill in authors, illustrators and the licence sentence from the matter pages' text blocks."""
+    pages = [p for p in book.pages if p.number in matter] + [p for p in book.pages[:1] if p.number not in matter]
+    blocks = [t.text for p in pages for t in p.texts if t.role != "running"]
+    authors: list[str] = []
+    illustrators: list[str] = []
+    for text in blocks:
+        for match in _AUTHOR_CREDIT.finditer(text):
+            authors += _names(match.group(1))
+        for match in _ILLUSTRATOR_CREDIT.finditer(text):
+            illustrators += _names(match.group(1))
+        match = _LABELLED.match(text)
+        if match:
+            (illustrators if match.group(1).lower().startswith("illustrator") else authors).extend(_names(match.group(2)))
+    if not authors and not book.meta.authors:
+        for text in blocks[:6]:
+            match = _BARE_BY.search(text)
+            if match and not _ILLUSTRATOR_CREDIT.search(text[max(0, match.start() - 20):match.end()]):
+                authors += _names(match.group(1))
+                break
+    book.meta.authors = _unique(book.meta.authors or authors)
+    book.meta.illustrators = _unique(book.meta.illustrators or illustrators)
+    if not book.meta.license:
+        for text in blocks:
+            match = _LICENCE_SENTENCE.search(text)
+            if match:
+                book.meta.license = match.group(0).strip()[:300]
+                break
+
+
+def _names(text: str) -> list[str]:
+    """Names in a credit, keeping only what looks like a name (capitalised, at most five words)."""
+    out = []
+    for name in split_names(text):
+        words = name.split()
+        if 1 <= len(words) <= 5 and name[0].isupper() and sum(w[0].islower() for w in words) <= 1:
+            out.append(name)
+    return out
+
+
+def _unique(names: list[str]) -> list[str]:
+    seen: dict[str, str] = {}
+    for name in names:
+        seen.setdefault(name.lower(), name)
+    return list(seen.values())

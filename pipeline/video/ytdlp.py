@@ -1,0 +1,175 @@
+"""yt-dlp plumbing shared by the sources and fetch stages: the error type and how yt-dlp's
+exceptions map onto it, the retry loop, the logging adapter, and the common options.
+
+:class:`FetchError` is the one error a source-level failure comes out as: ``permanent`` ones
+(HTTP 404/410/403, removed or private videos, unsupported pages, policy skips) are never retried;
+transient ones (timeouts, resets, refused connections, HTTP 5xx/429) are retried by
+:func:`with_retries` with exponential backoff, on top of yt-dlp's own ``retries``. yt-dlp never
+prints: its messages go to the ``pipeline.video.ytdlp`` logger (chatter at DEBUG, warnings at INFO).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import time
+from typing import Any, Callable, TypeVar
+
+from pipeline.config import FetchConfig
+from pipeline.video.ffmpeg import find_ffmpeg
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+_TRANSIENT_TEXT = re.compile(r"timed? ?out|connection (?:reset|refused|aborted)|temporar|try again later|"
+                             r"HTTP Error (?:408|429|5\d\d)|IncompleteRead|bytes read", re.I)
+
+
+class FetchError(Exception):
+    """A source could not be fetched; ``message`` is for users, ``skipped`` marks policy skips."""
+
+    def __init__(self, message: str, *, permanent: bool, skipped: bool = False, url: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent or skipped
+        self.skipped = skipped
+        self.url = url
+        self.subtitle_only = False  # only a subtitle download failed (the video may be fine)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class YtDlpLogger(logging.LoggerAdapter):
+    """yt-dlp's ``logger`` param: its chatter at DEBUG, warnings and errors at INFO (errors
+    reach the caller as FetchError); remembers recent lines to explain silent failures."""
+
+    def __init__(self, source_id: str):
+        super().__init__(log, {"source_id": source_id})
+        self.recent: collections.deque[str] = collections.deque(maxlen=50)
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[str, Any]:
+        return f"[{self.extra['source_id']}] {msg}", kwargs
+
+    def debug(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.recent.append(str(msg))
+        super().debug(msg, *args, **kwargs)
+
+    def warning(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.recent.append(str(msg))
+        super().info(f"yt-dlp warning: {msg}", *args, **kwargs)
+
+    def error(self, msg: Any, *args: Any, **kwargs: Any) -> None:
+        self.recent.append(str(msg))
+        super().info(f"yt-dlp error: {msg}", *args, **kwargs)
+
+
+def ydl_params(cfg: FetchConfig, logger: YtDlpLogger, **extra: Any) -> dict[str, Any]:
+    """yt-dlp options every call shares (quiet, no cache in ~, timeouts, retries, format choice)."""
+
+    def sleep(n: int) -> float:
+        return cfg.backoff_s * 2**n
+
+    params = {
+        "logger": logger, "quiet": True, "noprogress": True, "color": {"stdout": "no_color", "stderr": "no_color"},
+        "cachedir": cfg.cache_dir or False, "socket_timeout": cfg.socket_timeout_s,
+        "retries": cfg.retries, "fragment_retries": cfg.retries, "extractor_retries": cfg.retries,
+        "retry_sleep_functions": {"http": sleep, "fragment": sleep, "extractor": sleep},
+        "noplaylist": True, "extract_flat": "in_playlist",
+        # best stream at or below max_height, else the smallest above it; h264/mp4 when it is a tie
+        "format": "bv*+ba/b", "format_sort": [f"res:{cfg.max_height}", "vcodec:h264", "ext:mp4:m4a"],
+        "merge_output_format": "mp4", "ffmpeg_location": find_ffmpeg(cfg.ffmpeg),
+    }
+    if cfg.cookies_file:
+        params["cookiefile"] = cfg.cookies_file
+    params.update(extra)
+    return params
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and everything yt-dlp wrapped inside it, outermost first."""
+    out: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        exc_info = getattr(e, "exc_info", None)
+        todo += [exc_info[1] if isinstance(exc_info, tuple) else None, getattr(e, "cause", None),
+                 e.__cause__, e.__context__]
+    return out
+
+
+def _clean(message: str) -> str:
+    message = re.sub(r"^(?:ERROR: )?(?:\[[\w:]+\] )?(?:[^:\s]+: )?", "", message.strip(), count=1)
+    message = re.sub(r" \(caused by .*$|;? ?please report this issue.*$", "", message, flags=re.S)
+    return message.strip()
+
+
+def classify(exc: BaseException, url: str) -> FetchError:
+    """Turn a yt-dlp exception into a FetchError that says whether a retry can help."""
+    err = _classify(exc, url)
+    if "Unable to download video subtitles" in str(exc):
+        err.message = "subtitle download failed: " + err.message.removeprefix("video unavailable: ")
+        err.subtitle_only = True
+    return err
+
+
+def _classify(exc: BaseException, url: str) -> FetchError:
+    from yt_dlp.networking.exceptions import HTTPError, TransportError
+    from yt_dlp.utils import ContentTooShortError, ExtractorError, UnsupportedError
+
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, HTTPError):
+            where = getattr(e.response, "url", None) or url
+            text = f"HTTP {e.status} {e.reason} at {where}"
+            if e.status in (408, 429) or e.status >= 500:
+                return FetchError(f"server error: {text}", permanent=False, url=url)
+            if e.status in (401, 403, 451):
+                return FetchError(f"access denied: {text}", permanent=True, url=url)
+            return FetchError(f"video unavailable: {text}", permanent=True, url=url)
+        if isinstance(e, UnsupportedError):
+            return FetchError(f"no video found on the page {e.url}", permanent=True, url=url)
+        if isinstance(e, (TransportError, ContentTooShortError, TimeoutError, ConnectionError)):
+            return FetchError(f"network error: {_clean(str(e))} ({url})", permanent=False, url=url)
+    for e in chain:
+        if isinstance(e, ExtractorError):
+            return FetchError(f"{_clean(e.orig_msg)} ({url})", permanent=True, url=url)
+    message = _clean(str(exc))
+    return FetchError(f"{message} ({url})", permanent=not _TRANSIENT_TEXT.search(message), url=url)
+
+
+def with_retries(call: Callable[[], T], cfg: FetchConfig, what: str, url: str) -> T:
+    """Run ``call``; retry transient yt-dlp failures with exponential backoff, never permanent ones."""
+    from yt_dlp.utils import YoutubeDLError
+
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except YoutubeDLError as exc:
+            err = classify(exc, url)
+            if err.permanent or attempt >= cfg.retries:
+                if not err.permanent and attempt:
+                    err.message += f" (gave up after {attempt + 1} attempts)"
+                raise err from exc
+            delay = cfg.backoff_s * 2**attempt
+            attempt += 1
+            log.info("%s %s failed (%s); retry %d/%d in %.1f s", what, url, err, attempt, cfg.retries, delay)
+            time.sleep(delay)
+
+
+def extract_flat(url: str, cfg: FetchConfig, limit: int | None = None) -> dict[str, Any]:
+    """yt-dlp's flat listing of a URL (playlist entries as references), at most ``limit`` entries."""
+    import yt_dlp
+
+    logger = YtDlpLogger("expand")
+    params = ydl_params(cfg, logger, noplaylist=False, playlistend=limit)
+
+    def run() -> dict[str, Any]:
+        with yt_dlp.YoutubeDL(params) as ydl:
+            return ydl.extract_info(url, download=False) or {}
+
+    return with_retries(run, cfg, "listing", url)

@@ -1,0 +1,107 @@
+"""HTML reader (local files, zips, pages fetched with their images) through plain calls."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import EbookConfig, IngestConfig
+from pipeline.book.model import EbookError, open_book
+from pipeline.book.html import html_metadata, parse_html
+from tests.bookgen import AUTHOR, ILLUSTRATOR, TITLE, assert_matches, parse_book, picture, png_bytes
+from tests.bookgen.html import write_html, zip_folder
+
+VARIANTS = ("gutenberg", "table", "plain")
+
+
+@pytest.fixture(scope="module")
+def books(tmp_path_factory):
+    root = tmp_path_factory.mktemp("html")
+    return {v: write_html(root / v, v, seed=70 + i) for i, v in enumerate(VARIANTS)}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_pairs_exactly(books, variant, tmp_path):
+    truth = books[variant]
+    result, images = parse_book(truth.path, tmp_path)
+    assert_matches(truth, result, images)
+    source = result["source"]
+    assert (source["title"], source["creator"], source["illustrators"]) == (TITLE, AUTHOR, [ILLUSTRATOR])
+    assert (source["license"], source["language"]) == (truth.license, "en")
+
+
+def test_thumbnails_are_replaced_by_the_full_size_image(books, tmp_path):
+    _, images = parse_book(books["gutenberg"].path, tmp_path)
+    assert [image.shape[:2] for image in images] == [(480, 640)] * 4  # the thumbnails are 128 px wide
+
+
+def test_gutenberg_boilerplate_is_the_distributor_s(books, tmp_path):
+    result, _ = parse_book(books["gutenberg"].path, tmp_path)
+    assert result["dropped"]["matter_distributor"] == 2  # header and licence
+    assert result["source"]["license_reported"].startswith("This eBook is in the public domain")
+
+
+def test_text_direction_is_read_from_the_ends(books, tmp_path):
+    # "plain" puts each paragraph before its picture: loose text before the first picture, none after
+    result, _ = parse_book(books["plain"].path, tmp_path)
+    assert [f["caption"] for f in result["frames"]] == [f"Scene {i} of the story" for i in range(1, 5)]
+
+
+def test_a_zipped_html_book(books, tmp_path):
+    archive = zip_folder(books["gutenberg"].path.parent, tmp_path / "pg.zip")
+    result, images = parse_book(archive, tmp_path / "work")
+    assert_matches(books["gutenberg"], result, images)
+
+
+def test_a_fetched_page_reads_its_images_through_the_url_map(tmp_path):
+    page = tmp_path / "book" / "book.html"
+    page.parent.mkdir()
+    (page.parent / "files").mkdir()
+    (page.parent / "files" / "a.png").write_bytes(png_bytes(picture(3, 200, 150)))
+    page.write_text('<html><body><img src="pics/a.png" alt="A fox"><p>The fox ran.</p>'
+                    '<img src="/elsewhere/b.png"><img src="https://other.example/c.png"></body></html>')
+    url_map = {"http://books.example/fox/pics/a.png": "files/a.png"}
+    with pytest.raises(EbookError, match=r"1 image\(s\) missing \(/elsewhere/b.png\); 1 image\(s\) remote"):
+        with open_book(page, EbookConfig(), base_url="http://books.example/fox/index.html", url_map=url_map):
+            pass
+    page.write_text('<html><body><img src="pics/a.png" alt="A fox"><p>The fox ran.</p></body></html>')
+    with open_book(page, EbookConfig(), base_url="http://books.example/fox/index.html", url_map=url_map) as book:
+        pictures = [p for pg in book.pages for p in pg.pictures]
+        assert [(p.size, p.alt) for p in pictures] == [((200, 150), "A fox")]
+
+
+def test_metadata_from_the_head():
+    root = parse_html(b'<html lang="pt-BR"><head><title>The Project Gutenberg eBook of Fox Tales, by Ana Lima and Rui Sousa'
+                      b'</title><meta name="illustrator" content="Bea Reis"><meta name="dc.rights" content="CC BY-SA 4.0">'
+                      b"</head><body></body></html>", "x.html")
+    meta = html_metadata(root)
+    assert (meta.title, meta.authors, meta.illustrators) == ("Fox Tales", ["Ana Lima", "Rui Sousa"], ["Bea Reis"])
+    assert (meta.language, meta.license) == ("pt-BR", "CC BY-SA 4.0")
+
+
+def test_images_outside_the_book_folder_are_missing(tmp_path):
+    (tmp_path / "outside.png").write_bytes(png_bytes(picture(4, 200, 150)))
+    book = tmp_path / "book"
+    book.mkdir()
+    (book / "index.html").write_text('<html><body><img src="../outside.png"><p>Hi</p></body></html>')
+    with pytest.raises(EbookError, match="missing"):
+        with open_book(book / "index.html", EbookConfig()):
+            pass
+
+
+def test_inline_images_and_svg(tmp_path):
+    import base64
+
+    data = base64.b64encode(png_bytes(picture(5, 300, 200))).decode()
+    page = tmp_path / "inline.html"
+    page.write_text(f'<html><body><p>Before.</p><img src="data:image/png;base64,{data}"><img src="x.svg"></body></html>')
+    with open_book(page, EbookConfig()) as book:
+        assert [p.size for pg in book.pages for p in pg.pictures] == [(300, 200)]
+        assert book.notes == ["1 SVG image(s) left out (vector images are not rasterised)"]
+
+
+def test_no_illustrations_is_a_clear_failure(tmp_path):
+    page = tmp_path / "words.html"
+    page.write_text("<html><body><h1>Words</h1><p>Only words here.</p><img src='dot.png'></body></html>")
+    (tmp_path / "dot.png").write_bytes(png_bytes(picture(6, 16, 16)))
+    with pytest.raises(EbookError, match="no illustrations found"):
+        parse_book(page, tmp_path / "work", IngestConfig())

@@ -24,16 +24,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 from pipeline.config import AsrConfig, CaptionConfig, ClipConfig, ModelsConfig
+from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 
 _cache: dict[tuple, Any] = {}
 _load_counts: Counter[tuple] = Counter()
 _lock = threading.Lock()
-
-
-class ModelLoadError(RuntimeError):
-    """A configured model cannot be loaded; the message says which, from where, and what to do."""
 
 
 @dataclass

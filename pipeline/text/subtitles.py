@@ -9,7 +9,7 @@ Three steps, each a plain function over :class:`Cue` lists:
   empty cues; it leaves one line of text per cue.
 - :func:`split_sentences` turns cues into sentence-level timed units for alignment.
 
-Only the standard library is used here, so the module is cheap to import anywhere.
+Only the standard library (and the error types) is used here, so the module is cheap to import anywhere.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ import logging
 import re
 from dataclasses import dataclass
 from typing import Iterable
+
+from pipeline.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +40,7 @@ class Cue:
     text: str
 
 
-class SubtitleError(ValueError):
+class SubtitleError(StageError):
     """Subtitle data that cannot be read; the message is meant for the user."""
 
 

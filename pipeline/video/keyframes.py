@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import KeyframeConfig
+from pipeline.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,7 @@ BOUNDARY_CHANGE = "change"  # a cut or cross-fade to a different picture
 BOUNDARY_FADE = "fade"  # a fade through black / a blank stretch
 
 
-class KeyframeError(Exception):
+class KeyframeError(StageError):
     """The video cannot be decoded into pages (corrupt, truncated, no video stream...)."""
 
 

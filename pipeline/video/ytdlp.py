@@ -13,31 +13,28 @@ from __future__ import annotations
 import collections
 import logging
 import re
-import time
 from typing import Any, Callable, TypeVar
 
 from pipeline.config import FetchConfig
+from pipeline.errors import StageError
+from pipeline.network import http_status, is_transient_status, retry
 from pipeline.video.ffmpeg import find_ffmpeg
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# words of a transient failure in an unclassified message; "HTTP Error NNN" is judged by pipeline.network's table
 _TRANSIENT_TEXT = re.compile(r"timed? ?out|connection (?:reset|refused|aborted)|temporar|try again later|"
-                             r"HTTP Error (?:408|429|5\d\d)|IncompleteRead|bytes read", re.I)
+                             r"IncompleteRead|bytes read", re.I)
+_HTTP_ERROR_TEXT = re.compile(r"HTTP Error (\d{3})", re.I)
 
 
-class FetchError(Exception):
-    """A source could not be fetched; ``message`` is for users, ``skipped`` marks policy skips."""
+class FetchError(StageError):
+    """A source could not be fetched (or listed); ``skipped`` marks policy skips."""
 
-    def __init__(self, message: str, *, permanent: bool, skipped: bool = False, url: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.permanent = permanent or skipped
-        self.skipped = skipped
+    def __init__(self, message: str, *, permanent: bool | None = None, skipped: bool = False, url: str | None = None):
+        super().__init__(message, permanent=permanent, skipped=skipped)
         self.url = url
         self.subtitle_only = False  # only a subtitle download failed (the video may be fine)
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class YtDlpLogger(logging.LoggerAdapter):
@@ -124,12 +121,9 @@ def _classify(exc: BaseException, url: str) -> FetchError:
     for e in chain:
         if isinstance(e, HTTPError):
             where = getattr(e.response, "url", None) or url
-            text = f"HTTP {e.status} {e.reason} at {where}"
-            if e.status in (408, 429) or e.status >= 500:
-                return FetchError(f"server error: {text}", permanent=False, url=url)
-            if e.status in (401, 403, 451):
-                return FetchError(f"access denied: {text}", permanent=True, url=url)
-            return FetchError(f"video unavailable: {text}", permanent=True, url=url)
+            verdict = http_status(e.status, "video")
+            return FetchError(f"{verdict.label}: HTTP {e.status} {e.reason} at {where}",
+                              permanent=verdict.permanent, url=url)
         if isinstance(e, UnsupportedError):
             return FetchError(f"no video found on the page {e.url}", permanent=True, url=url)
         if isinstance(e, (TransportError, ContentTooShortError, TimeoutError, ConnectionError)):
@@ -138,27 +132,18 @@ def _classify(exc: BaseException, url: str) -> FetchError:
         if isinstance(e, ExtractorError):
             return FetchError(f"{_clean(e.orig_msg)} ({url})", permanent=True, url=url)
     message = _clean(str(exc))
-    return FetchError(f"{message} ({url})", permanent=not _TRANSIENT_TEXT.search(message), url=url)
+    transient = bool(_TRANSIENT_TEXT.search(message)) or any(
+        is_transient_status(int(status)) for status in _HTTP_ERROR_TEXT.findall(message))
+    return FetchError(f"{message} ({url})", permanent=not transient, url=url)
 
 
 def with_retries(call: Callable[[], T], cfg: FetchConfig, what: str, url: str) -> T:
-    """Run ``call``; retry transient yt-dlp failures with exponential backoff, never permanent ones."""
+    """Run ``call``; retry transient yt-dlp failures with exponential backoff, never permanent ones
+    (:func:`pipeline.network.retry`; a FetchError the call raises itself propagates as it is)."""
     from yt_dlp.utils import YoutubeDLError
 
-    attempt = 0
-    while True:
-        try:
-            return call()
-        except YoutubeDLError as exc:
-            err = classify(exc, url)
-            if err.permanent or attempt >= cfg.retries:
-                if not err.permanent and attempt:
-                    err.message += f" (gave up after {attempt + 1} attempts)"
-                raise err from exc
-            delay = cfg.backoff_s * 2**attempt
-            attempt += 1
-            log.info("%s %s failed (%s); retry %d/%d in %.1f s", what, url, err, attempt, cfg.retries, delay)
-            time.sleep(delay)
+    return retry(call, retries=cfg.retries, backoff_s=cfg.backoff_s, what=what, url=url,
+                 catch=YoutubeDLError, classify=lambda exc: classify(exc, url), logger=log)
 
 
 def extract_flat(url: str, cfg: FetchConfig, limit: int | None = None) -> dict[str, Any]:

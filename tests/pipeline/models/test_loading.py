@@ -15,7 +15,8 @@ import torch  # noqa: E402
 
 from pipeline.models import loading as model_loading  # noqa: E402
 from pipeline.config import ConfigError, IngestConfig, ModelsConfig  # noqa: E402
-from pipeline.models.loading import ModelLoadError, get_asr, get_captioner, get_clip, load_enabled_models  # noqa: E402
+from pipeline.errors import ModelLoadError  # noqa: E402
+from pipeline.models.loading import get_asr, get_captioner, get_clip, load_enabled_models  # noqa: E402
 from tests.model_helpers import CLIP_ARCH, CLIP_CONFIG, write_tiny_models  # noqa: E402
 
 

@@ -24,7 +24,8 @@ log = logging.getLogger("storyloom")
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="StoryGen config YAML (sections model, data, train, sample, evaluate)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config value, e.g. --set train.lr=1e-4 (repeatable)")
+                        help="override one config value, read as that field's type (a text field takes the "
+                             "value as typed), e.g. --set train.lr=1e-4 or --set train.mixed_precision=no (repeatable)")
 
 
 def _data_flags(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +90,7 @@ def _fail(exc: Exception) -> int:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from model.storygen import ModelLoadError
+    from pipeline.errors import ModelLoadError
 
     return (ConfigError, ModelLoadError, FileNotFoundError)
 

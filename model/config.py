@@ -2,10 +2,14 @@
 
 One :class:`StoryGenConfig` holds every setting, in sections (``model``, ``data``, ``train``,
 ``sample``, ``evaluate``). It is built from defaults, then a YAML/JSON file, then command-line
-overrides such as ``--set train.lr=1e-4`` (the value is read as YAML, so ``true``, ``3``,
-``[a, b]`` and ``null`` mean what they look like). Unknown keys and bad values raise
-:class:`ConfigError` naming the key, before any model is loaded. The resolved config is saved
-inside every checkpoint, and a checkpoint's config is what generation and evaluation start from.
+overrides such as ``--set train.lr=1e-4``. An override is read as its field's type: a text
+field takes the value as typed (``train.mixed_precision=no`` is "no", ``model.weights=123`` is
+"123"; ``null`` is None where the field is optional), any other field reads it as YAML 1.2, so
+``true``, ``3``, ``1e-4``, ``[a, b]`` and ``null`` mean what they look like. Files are YAML 1.2
+too: only true/false are booleans, and a boolean field also takes yes/no/on/off. Unknown keys
+and bad values raise :class:`ConfigError` naming the key, before any model is loaded. The
+resolved config is saved inside every checkpoint, and a checkpoint's config is what generation
+and evaluation start from.
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import ConfigError, _build, _to_jsonable  # one typed builder for every config
+# one YAML reader and one typed builder for every config
+from pipeline.config import ConfigError, build_dataclass, field_text_value, read_yaml_mapping, to_jsonable
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
@@ -195,7 +200,7 @@ class StoryGenConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     def hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":")).encode()
@@ -203,14 +208,14 @@ class StoryGenConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "StoryGenConfig":
-        return _build(cls, data or {}, "").validate()
+        return build_dataclass(cls, data or {}).validate()
 
     def merged(self, data: dict[str, Any]) -> "StoryGenConfig":
         """This config with the (nested, partial) mapping ``data`` laid over it."""
         return StoryGenConfig.from_dict(_deep_merge(self.to_dict(), data))
 
     def with_overrides(self, overrides: list[str] | tuple[str, ...]) -> "StoryGenConfig":
-        """Apply ``section.key=value`` strings; values are parsed as YAML."""
+        """Apply ``section.key=value`` strings, each value read as its field's type (see parse_overrides)."""
         return self.merged(parse_overrides(overrides))
 
     @classmethod
@@ -222,26 +227,18 @@ class StoryGenConfig:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    import yaml
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping of sections")
-    return data
+    """The mapping a StoryGen config file holds (YAML 1.2 or JSON; an empty file is ``{}``)."""
+    return read_yaml_mapping(path)
 
 
-def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """``["train.lr=1e-4", "data.shards=[a.tar, b.tar]"]`` -> nested mapping."""
+def parse_overrides(overrides: list[str] | tuple[str, ...], schema: type = StoryGenConfig) -> dict[str, Any]:
+    """``["train.lr=1e-4", "data.shards=[a.tar, b.tar]"]`` -> nested mapping.
+
+    Each value is read as the type of the field it sets in ``schema``: a ``str`` field takes the
+    text as typed (``train.mixed_precision=no`` -> "no"; ``null``/``~`` -> None only for a
+    ``str | None`` field), any other field the text parsed as YAML 1.2, which the builder then
+    coerces and checks. Keys naming no field get the parsed YAML too; the builder refuses them.
+    """
     import yaml
 
     result: dict[str, Any] = {}
@@ -250,12 +247,12 @@ def parse_overrides(overrides: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key or "." not in key:
             raise ConfigError(f"override {item!r} must look like section.key=value (e.g. train.lr=1e-4)")
+        *parents, leaf = key.split(".")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = field_text_value(schema, [*parents, leaf], raw)
         except yaml.YAMLError as exc:
             raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from exc
         node = result
-        *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):

@@ -4,15 +4,21 @@ A config file (YAML or JSON) holds any subset of the sections below; everything 
 its default. Unknown keys and bad values raise :class:`ConfigError` before any work starts.
 The resolved config is saved with every output (``config.json``) and its hash goes into every
 story (``pipeline.config_hash``).
+
+This module also holds what every storyloom YAML input shares (ingest and StoryGen config files,
+``--set`` values, the sources file): :class:`Yaml12Loader` (YAML 1.2 booleans: ``no`` is the
+text "no"), :func:`read_yaml_mapping`, and the typed builder :func:`build_dataclass`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import types
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -204,7 +210,7 @@ class ModelsConfig:
     def output_settings(self) -> dict[str, Any]:
         """The settings of the models in use that shape outputs (empty when no model is used)."""
         enabled = {"clip": self.clip.enabled, "asr": self.asr.active, "captions": self.captions.enabled}
-        data = _to_jsonable(dataclasses.asdict(self))
+        data = to_jsonable(dataclasses.asdict(self))
         return {
             name: {k: v for k, v in data[name].items() if k not in self._PLACEMENT}
             for name, on in enabled.items() if on
@@ -299,7 +305,7 @@ class IngestConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return _to_jsonable(dataclasses.asdict(self))
+        return to_jsonable(dataclasses.asdict(self))
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that change outputs: no run settings, and models only where one is used.
@@ -322,26 +328,13 @@ class IngestConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "IngestConfig":
-        return _build(cls, data or {}, "").validate()
+        return build_dataclass(cls, data or {}).validate()
 
     @classmethod
     def load(cls, path: str | Path | None) -> "IngestConfig":
         if path is None:
             return cls().validate()
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-        import yaml
-
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from exc
-        if data is not None and not isinstance(data, dict):
-            raise ConfigError(f"config file {path} must hold a mapping of sections")
-        return cls.from_dict(data)
+        return cls.from_dict(read_yaml_mapping(path))
 
 
 def _check(ok: bool, message: str) -> None:
@@ -349,21 +342,112 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _to_jsonable(value: Any) -> Any:
+# ----------------------------------------------------------------------------- YAML
+# PyYAML implements YAML 1.1, where unquoted yes/no/on/off are booleans: `language: no` (Norwegian)
+# or `--set train.mixed_precision=no` would arrive as False. Every storyloom YAML input is read
+# with YAML 1.2 booleans instead. PyYAML itself is imported on first use (`storyloom --help`
+# imports this module and stays fast).
+
+_BOOL_TAG = "tag:yaml.org,2002:bool"
+_YAML12_BOOL = r"^(?:true|True|TRUE|false|False|FALSE)$"  # the YAML 1.2 core schema's booleans
+_YAML_NULLS = ("null", "Null", "NULL", "~")
+_BOOL_WORDS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
+
+
+@functools.cache
+def _yaml12_loader() -> type:
+    import re
+
+    import yaml
+
+    class Yaml12Loader(yaml.SafeLoader):
+        """``yaml.SafeLoader`` with YAML 1.2 booleans: only true/false (True, TRUE, ...) are booleans.
+
+        ``yes``, ``no``, ``on``, ``off``, ``y`` and ``n`` stay strings; everything else (numbers,
+        null, dates) resolves as with ``yaml.safe_load``. PyYAML's resolvers are class-level
+        dicts: this class holds its own copy, so ``yaml.SafeLoader`` is left as it is.
+        """
+
+    Yaml12Loader.__qualname__ = "Yaml12Loader"
+    Yaml12Loader.yaml_implicit_resolvers = {
+        first: kept
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        if (kept := [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG])
+    }
+    Yaml12Loader.add_implicit_resolver(_BOOL_TAG, re.compile(_YAML12_BOOL), list("tTfF"))
+    return Yaml12Loader
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: `from pipeline.config import Yaml12Loader` builds the class (and imports PyYAML) on first use
+    if name == "Yaml12Loader":
+        return _yaml12_loader()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`Yaml12Loader`; raises ``yaml.YAMLError`` when it is not valid YAML."""
+    import yaml
+
+    return yaml.load(text, Loader=_yaml12_loader())  # a SafeLoader subclass: safe
+
+
+def read_yaml_mapping(
+    path: str | Path,
+    *,
+    what: str = "config file",
+    not_mapping: str = "must hold a mapping of sections",
+    allow_empty: bool = True,
+    error: type[Exception] = ConfigError,
+) -> dict[str, Any]:
+    """The mapping a YAML (or JSON) file holds, read with :class:`Yaml12Loader`.
+
+    Raises ``error`` with "cannot read {what} {path}: ...", "{what} {path} is not valid YAML: ..."
+    or "{what} {path} {not_mapping}". An empty file is ``{}`` when ``allow_empty``, else not a mapping.
+    """
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise error(f"{what} {path} is not valid YAML: {exc}") from exc
+    if data is None and allow_empty:
+        return {}
+    if not isinstance(data, dict):
+        raise error(f"{what} {path} {not_mapping}")
+    return data
+
+
+# ----------------------------------------------------------------------------- typed builder
+
+
+def to_jsonable(value: Any) -> Any:
+    """``dataclasses.asdict`` output as plain JSON data (tuples become lists)."""
     if isinstance(value, dict):
-        return {k: _to_jsonable(v) for k, v in value.items()}
+        return {k: to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_jsonable(v) for v in value]
+        return [to_jsonable(v) for v in value]
     return value
 
 
-def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
-    """Build a (nested) frozen dataclass from a mapping, rejecting unknown keys and bad types."""
+def build_dataclass(cls: type, data: dict[str, Any], prefix: str = "") -> Any:
+    """Build a (nested) frozen dataclass from a mapping, rejecting unknown keys and bad types.
+
+    Values are coerced by the field's type: a ``bool`` takes true/false or the words
+    yes/no/on/off/true/false (any case); a ``str`` takes text only, as written; an ``int`` an
+    integer; a ``float`` any number (or text such as "1e-4"); a ``tuple[str, ...]`` a list of
+    strings (or one string). ``prefix`` ("section.") names the keys in error messages.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {type(data).__name__}")
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
+    unknown = sorted(str(k) for k in set(data) - names)
     if unknown:
         raise ConfigError(f"unknown config key(s) {', '.join(prefix + k for k in unknown)}; "
                           f"known: {', '.join(sorted(names))}")
@@ -371,24 +455,54 @@ def _build(cls: type, data: dict[str, Any], prefix: str) -> Any:
     for key, value in data.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            kwargs[key] = _build(hint, value, f"{prefix}{key}.")
+            kwargs[key] = build_dataclass(hint, value, f"{prefix}{key}.")
         else:
             kwargs[key] = _coerce(hint, value, prefix + key)
     return cls(**kwargs)
 
 
+def field_text_value(cls: type, keys: Sequence[str], text: str) -> Any:
+    """What ``text``, typed for the field at ``keys`` of dataclass ``cls`` (``--set``), means.
+
+    A ``str`` field takes the text as typed (``null`` or ``~`` is None only where the field is
+    optional, ``str | None``). Any other field, or keys naming no field, gets the text parsed
+    as YAML 1.2 (``3``, ``1e-4``, ``true``, ``[a, b]``, ``null``; empty text is ""), for
+    :func:`build_dataclass` to coerce and check. Raises ``yaml.YAMLError`` for invalid YAML.
+    """
+    hint: Any = cls
+    for key in keys:
+        if not (isinstance(hint, type) and dataclasses.is_dataclass(hint)):
+            hint = None  # keys name no field: the builder reports them
+            break
+        names = {f.name for f in dataclasses.fields(hint)}
+        hint = get_type_hints(hint)[key] if key in names else None
+    optional, inner = _unwrap_optional(hint)
+    if inner is str:
+        return None if optional and text in _YAML_NULLS else text
+    return load_yaml(text) if text.strip() else ""
+
+
+def _unwrap_optional(hint: Any) -> tuple[bool, Any]:
+    """``(True, X)`` for ``X | None``, ``(False, hint)`` otherwise."""
+    if typing.get_origin(hint) in (types.UnionType, typing.Union):
+        args = typing.get_args(hint)
+        rest = [a for a in args if a is not type(None)]
+        if len(rest) == 1 and len(rest) < len(args):
+            return True, rest[0]
+    return False, hint
+
+
 def _coerce(hint: Any, value: Any, name: str) -> Any:
-    args = typing.get_args(hint)
-    optional = isinstance(hint, types.UnionType) and type(None) in args
-    if optional:
-        if value is None:
+    optional, hint = _unwrap_optional(hint)
+    if value is None:
+        if optional:
             return None
-        hint = next(a for a in args if a is not type(None))
-    elif value is None:
         raise ConfigError(f"{name} must not be null")
     if hint is bool:
         if isinstance(value, bool):
             return value
+        if isinstance(value, str) and value.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[value.lower()]
         raise ConfigError(f"{name} must be true or false, got {value!r}")
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
@@ -412,5 +526,6 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
     if hint is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{name} must be a string, got {value!r}")
+        raise ConfigError(f"{name} must be a string, got {value!r}"
+                          + (" (quote it in YAML to keep it as text)" if isinstance(value, (bool, int, float)) else ""))
     raise ConfigError(f"{name}: unsupported config type {hint!r}")  # a bug in this module

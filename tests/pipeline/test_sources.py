@@ -104,7 +104,14 @@ sources:
     ("sources:\n  - {url: cats, kind: search}", "a plain-text search needs limit:"),
     ("sources:\n  - {path: a.mp4, kind: playlist}", "a local path can be kind video or ebook"),
     ("sources:\n  - {url: https://a.org/v, language: english!}", "language must be a language code"),
-    ("sources:\n  - {url: https://a.org/v, language: no}", "got False (YAML reads unquoted no/yes/on/off as booleans: quote the value)"),
+    # YAML 1.2: only unquoted true/false are booleans (`language: no` is Norwegian, see below)
+    ("sources:\n  - {url: https://a.org/v, language: false}",
+     "language must be a language code such as en or pt-BR, got False (YAML reads unquoted true/false as booleans: quote the value)"),
+    ("sources:\n  - {url: https://a.org/v, title: TRUE}", "title must be a string, got True (YAML reads unquoted true/false"),
+    ("defaults: {language: 12}\nsources: [https://a.org/v]", "defaults: language must be a language code such as en or pt-BR, got 12"),
+    ("sources:\n  - {url: https://a.org/v, tags: [a, true]}", "tags must be a list of strings, got ['a', True]"),
+    ("on: 1\nsources: [https://a.org/v]", "unknown top-level key(s) on; known: defaults, sources"),
+    ("true: 1\nsources: [https://a.org/v]", "unknown top-level key(s) True; known: defaults, sources"),
     ("sources:\n  - https://a.org/v\n  - {url: https://a.org/v}", "sources[1] (https://a.org/v) repeats sources[0]"),
     ("defaults: {license_allow: [CC-BY, proprietary]}\nsources: [https://a.org/v]", "defaults: license_allow: unknown licence 'proprietary'"),
     ("defaults: {max_duration_s: -5}\nsources: [https://a.org/v]", "defaults: max_duration_s must be a positive number"),
@@ -115,6 +122,46 @@ def test_bad_sources_raise_with_a_clear_message(tmp_path, body, message):
     with pytest.raises(SourcesError) as err:
         load_sources(write(tmp_path / "s.yaml", body))
     assert message in str(err.value)
+
+
+def test_yaml_1_2_keeps_no_yes_on_off_as_text(tmp_path):
+    """`language: no` is Norwegian, not False: the sources file is read with YAML 1.2 booleans."""
+    sources = load_sources(write(tmp_path / "sources.yaml", """
+defaults:
+  language: no
+  tags: [yes, on, off]
+sources:
+  - url: https://example.org/books/troll.pdf
+  - url: https://example.org/books/fox.pdf
+    language: NO
+    title: no
+  - url: https://example.org/books/sami.pdf
+    language: se
+"""))
+    assert sources.defaults.language == "no" and sources.defaults.tags == ("yes", "on", "off")
+    troll, fox, sami = sources.entries
+    assert (troll.language, fox.language, fox.title, sami.language) == (None, "NO", "no", "se")
+    items = [expand_entry(e, sources.defaults, CFG)[0] for e in sources.entries]  # e-book URLs: no network
+    assert [(i.language, i.title) for i in items] == [("no", None), ("NO", "no"), ("se", None)]
+    assert all(isinstance(i.language, str) for i in items)
+
+
+@pytest.mark.parametrize("body, message", [
+    ("", "must be a mapping with a 'sources:' list"),
+    ("- https://a.org/v", "must be a mapping with a 'sources:' list"),
+])
+def test_sources_file_must_be_a_mapping(tmp_path, body, message):
+    path = write(tmp_path / "s.yaml", body)
+    with pytest.raises(SourcesError) as err:
+        load_sources(path)
+    assert str(err.value) == f"sources file {path} {message}"
+
+
+def test_sources_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_bytes(b"sources: [\xff\xfe]\n")
+    with pytest.raises(SourcesError, match=r"cannot read sources file .*s\.yaml"):
+        load_sources(path)
 
 
 def test_missing_sources_file(tmp_path):

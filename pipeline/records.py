@@ -1,119 +1,13 @@
-"""Story and frame records: the JSON schema written into every shard (see DESIGN.md).
+"""Per-source records: what the fetch stage found, and the row each source gets in ``sources.parquet``.
 
-A field that a stage did not compute is ``None``, never invented.
+The story itself (the JSON member of every shard sample) is the shard contract's:
+:mod:`pipeline.output.contract`.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-STORY_ID_RE = re.compile(r"^[a-z0-9_-]+$")
-
-
-def make_story_id(prefix: str, raw_id: str) -> str:
-    """A story id made of ``[a-z0-9_-]`` only (WebDataset splits keys at the first dot)."""
-    cleaned = re.sub(r"[^a-z0-9_-]+", "-", f"{prefix}-{raw_id}".lower()).strip("-_")
-    cleaned = re.sub(r"-{2,}", "-", cleaned)
-    if not cleaned:
-        raise ValueError(f"cannot make a story id from {prefix!r}/{raw_id!r}")
-    # "{id}.000.mask.png" must fit the 100-byte name field of a USTAR tar header (wids reads
-    # no longer names), so ids stop at 80 characters
-    return cleaned[:80].rstrip("-_")
-
-
-@dataclass
-class Frame:
-    """One illustration of a story with its narrative text."""
-
-    index: int
-    image: str  # member suffix inside the sample, e.g. "000.jpg"
-    width: int
-    height: int
-    t_start: float | None = None  # seconds in the source video (videos only)
-    t_end: float | None = None
-    page: int | None = None  # page / spine item / position (books only)
-    text: str = ""
-    caption: str | None = None
-    scores: dict[str, float | None] = field(default_factory=lambda: {"align": None, "clip": None})
-    flags: list[str] = field(default_factory=list)
-    has_mask: bool = False  # a "{i:03d}.mask.png" member sits next to the image
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not self.has_mask:
-            data.pop("has_mask")
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Frame":
-        return cls(**data)
-
-
-@dataclass
-class SourceInfo:
-    """Where a story came from; copied into every story and into the catalog."""
-
-    kind: str  # "video" | "ebook"
-    url: str | None = None
-    title: str | None = None
-    creator: str | None = None
-    license: str | None = None
-    language: str | None = None
-    duration_s: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        extra = data.pop("extra")
-        data.update(extra)
-        return data
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "SourceInfo":
-        known = {k: data.get(k) for k in ("kind", "url", "title", "creator", "license", "language", "duration_s")}
-        extra = {k: v for k, v in data.items() if k not in known}
-        return cls(**known, extra=extra)
-
-
-@dataclass
-class Story:
-    """An ordered list of frames from one source."""
-
-    story_id: str
-    source: SourceInfo
-    frames: list[Frame]
-    split: str | None = None  # assigned by the shard writer
-    pipeline: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if not STORY_ID_RE.match(self.story_id):
-            raise ValueError(f"story id {self.story_id!r} must match [a-z0-9_-]+")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "story_id": self.story_id,
-            "split": self.split,
-            "source": self.source.to_dict(),
-            "frames": [f.to_dict() for f in self.frames],
-            "pipeline": dict(self.pipeline),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Story":
-        return cls(
-            story_id=data["story_id"],
-            split=data.get("split"),
-            source=SourceInfo.from_dict(data["source"]),
-            frames=[Frame.from_dict(f) for f in data["frames"]],
-            pipeline=dict(data.get("pipeline") or {}),
-        )
-
-    def to_json(self) -> str:
-        # sort_keys + fixed separators: the same story always serialises to the same bytes
-        return json.dumps(self.to_dict(), ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass
@@ -169,6 +63,13 @@ class SourceResult:
     frames: int = 0
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+    reused: list[str] = field(default_factory=list)  # stages whose stored output an earlier run made
+
+    @classmethod
+    def for_item(cls, item: Any) -> "SourceResult":
+        """The row of a source about to be processed (a ``pipeline.sources.SourceItem``): ok so far."""
+        return cls(source_id=item.source_id, input=item.input, kind=item.kind, title=item.title,
+                   license=item.license, language=item.language, status="ok")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,10 +16,10 @@ from typing import Any
 
 import jinja2
 
-from pipeline.records import SourceResult
+from pipeline.output.contract import member_name
 from pipeline.output.shards import SPLITS, ShardSummary
-from pipeline.storage import write_if_changed
-from pipeline.storage import OutputLayout
+from pipeline.records import SourceResult
+from pipeline.storage import OutputLayout, write_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _examples(summary: ShardSummary) -> list[dict[str, Any]]:
         if len(text) > EXAMPLE_TEXT_CHARS:
             text = text[: EXAMPLE_TEXT_CHARS - 1].rstrip() + "…"
         examples.append({"story_id": story.story_id, "frame": frame.index, "split": story.split, "shard": shard,
-                         "member": f"{story.story_id}.{frame.image}", "title": story.source.title,
+                         "member": member_name(story.story_id, frame.image), "title": story.source.title,
                          "text": text, "caption": frame.caption})
     return examples
 

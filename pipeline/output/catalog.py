@@ -1,9 +1,10 @@
 """Parquet tables beside the shards: ``catalog.parquet`` (one row per frame) and ``sources.parquet``.
 
 The catalog lets a user filter and inspect frames (text, scores, licence, which shard) without
-opening a tar; the sources table records what happened to every source, failures included, and
-is read back on a resumed run. Both have explicit schemas, so a column whose values are all null
-still has its real type, and a fixed row order, so the same inputs give the same bytes.
+opening a tar; the sources table records what happened to every source, failures included (why
+a source is missing, which stages a rerun reused). Both have explicit schemas, so a column whose
+values are all null still has its real type, and a fixed row order, so the same inputs give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.records import SourceResult, Story
+from pipeline.output.contract import Story, mask_member, member_name
+from pipeline.records import SourceResult
 from pipeline.output.shards import ShardSummary
 from pipeline.storage import write_if_changed
 
@@ -62,6 +64,7 @@ SOURCES_SCHEMA = pa.schema([
     pa.field("frames", pa.int64(), nullable=False),
     pa.field("dropped", pa.map_(pa.string(), pa.int64()), nullable=False),  # reason -> frames
     pa.field("timings", pa.map_(pa.string(), pa.float64()), nullable=False),  # stage -> seconds
+    pa.field("reused", pa.list_(pa.string()), nullable=False),  # stages an earlier run had already done
 ])
 
 _PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 64 * 1024}
@@ -80,8 +83,8 @@ def catalog_rows(stories_with_shard_names: Iterable[tuple[Story, str]]) -> list[
                 "frame": frame.index,
                 "shard": shard,
                 "split": story.split,
-                "image": f"{story.story_id}.{frame.image}",
-                "mask": f"{story.story_id}.{frame.index:03d}.mask.png" if frame.has_mask else None,
+                "image": member_name(story.story_id, frame.image),
+                "mask": member_name(story.story_id, mask_member(frame.index)) if frame.has_mask else None,
                 "width": frame.width,
                 "height": frame.height,
                 "t_start": frame.t_start,
@@ -126,20 +129,6 @@ def write_sources_table(results: list[SourceResult], path: Path) -> None:
         rows.append(row)
     _write_table(pa.Table.from_pylist(rows, schema=SOURCES_SCHEMA), path)
     log.info("sources: %d rows -> %s", len(rows), path)
-
-
-def read_sources_table(path: Path) -> list[SourceResult]:
-    """The results saved by :func:`write_sources_table`, for a resumed run."""
-    table = pq.read_table(path)
-    missing = set(SOURCES_SCHEMA.names) - set(table.column_names)
-    if missing:
-        raise ValueError(f"{path} is not a sources table: missing column(s) {', '.join(sorted(missing))}")
-    results = []
-    for row in table.select(SOURCES_SCHEMA.names).to_pylist():
-        row["dropped"] = {k: int(v) for k, v in row["dropped"] or []}
-        row["timings"] = {k: float(v) for k, v in row["timings"] or []}
-        results.append(SourceResult.from_dict(row))
-    return results
 
 
 def _write_table(table: pa.Table, path: Path) -> None:

@@ -1,8 +1,8 @@
 """Shard writer: finished stories in ``work/`` become deterministic WebDataset shards.
 
-One sample per story (key = story id) with members ``{key}.json``, ``{key}.{i:03d}.jpg`` and
-``{key}.{i:03d}.mask.png``, written to ``shards/{split}-{n:06d}.tar`` (see DESIGN.md). The same
-inputs give byte-identical tars: members carry no timestamps or owners, stories are sorted by id
+One sample per story (key = story id) with the members of :mod:`pipeline.output.contract`
+(``{key}.json``, ``{key}.{i:03d}.jpg``, ``{key}.{i:03d}.mask.png``), written to
+``shards/{split}-{n:06d}.tar``. The same inputs give byte-identical tars: members carry no timestamps or owners, stories are sorted by id
 within a split, and the split comes from a hash of the story id. A shard whose bytes would not
 change is left alone, so a rerun touches no file. Alongside the shards go ``manifest.json`` and
 ``manifest-{split}.json`` in the format ``wids.ShardListDataset`` reads.
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
 from pipeline.config import ShardConfig
-from pipeline.records import Frame, Story
-from pipeline.storage import OutputLayout, atomic_write_bytes, dumps_json, read_json, write_if_changed
+from pipeline.output.contract import JSON_MEMBER, Story, mask_member, media_path, member_name, read_media, read_story
+from pipeline.storage import OutputLayout, dumps_json, write_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +36,6 @@ MAX_MEMBER_NAME = 100  # ustar name field; pax/GNU long names are invisible to w
 _BLOCK = tarfile.BLOCKSIZE
 _RECORD = tarfile.RECORDSIZE  # tarfile pads a closed archive to a whole record
 _FILE_MODE = 0o644  # outputs are meant to be shared; mkstemp would leave them 0600
-_JPEG_MAGIC = b"\xff\xd8\xff"
-_PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 class PlacedStory(NamedTuple):
@@ -114,17 +112,6 @@ def split_manifest_path(layout: OutputLayout, split: str) -> Path:
     return layout.root / f"manifest-{split}.json"
 
 
-def load_finished_story(source_dir: Path) -> tuple[Story, dict[str, bytes]]:
-    """The story in ``source_dir/story.json`` and its media keyed by member suffix.
-
-    Suffixes are ``"000.jpg"`` and, for frames with ``has_mask``, ``"000.mask.png"``. A missing
-    or malformed file raises: a source is only handed here once it is finished.
-    """
-    source_dir = Path(source_dir)
-    story = _read_story(source_dir)
-    return story, _read_media(source_dir, story)
-
-
 def write_shards(
     stories_dirs: list[Path],
     layout: OutputLayout,
@@ -165,47 +152,12 @@ def write_shards(
 
 
 def _read_story(source_dir: Path) -> Story:
-    path = source_dir / "story.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{source_dir} is not a finished source: no story.json")
-    story = Story.from_dict(read_json(path))
-    if not story.frames:
-        raise ValueError(f"{path}: story {story.story_id} has no frames")
-    last = -1
-    for frame in story.frames:
-        if frame.index <= last:
-            raise ValueError(f"{path}: frame indices must increase, got {frame.index} after {last}")
-        if frame.image != f"{frame.index:03d}.jpg":
-            raise ValueError(f"{path}: frame {frame.index} image must be {frame.index:03d}.jpg, got {frame.image!r}")
-        last = frame.index
-    longest = f"{story.story_id}.{story.frames[-1].index:03d}.mask.png"
+    story = read_story(source_dir)
+    longest = member_name(story.story_id, mask_member(story.frames[-1].index))
     if len(longest.encode("utf-8")) > MAX_MEMBER_NAME:
         raise ValueError(f"story id {story.story_id!r} is too long: tar member names must fit in "
                          f"{MAX_MEMBER_NAME} bytes ({longest!r} does not)")
     return story
-
-
-def _media_files(source_dir: Path, frame: Frame) -> list[tuple[str, Path]]:
-    stem = f"{frame.index:03d}"
-    files = [(f"{stem}.jpg", source_dir / "frames" / f"{stem}.jpg")]
-    if frame.has_mask:
-        files.append((f"{stem}.mask.png", source_dir / "frames" / f"{stem}.mask.png"))
-    return files
-
-
-def _read_media(source_dir: Path, story: Story) -> dict[str, bytes]:
-    media: dict[str, bytes] = {}
-    for frame in story.frames:
-        for suffix, path in _media_files(source_dir, frame):
-            try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise FileNotFoundError(f"story {story.story_id}: frame {frame.index} file {path} is missing") from None
-            magic = _PNG_MAGIC if suffix.endswith(".png") else _JPEG_MAGIC
-            if not data.startswith(magic):
-                raise ValueError(f"story {story.story_id}: {path} is not a {suffix.rsplit('.', 1)[1].upper()} file")
-            media[suffix] = data
-    return media
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -245,7 +197,7 @@ def _plan_stories(stories_dirs: Iterable[Path], cfg: ShardConfig, config_hash: s
         story.pipeline = {"version": version, "config_hash": config_hash}
         payload = _member_bytes(len(story.to_json().encode("utf-8")))
         for frame in story.frames:
-            payload += sum(_member_bytes(path.stat().st_size) for _, path in _media_files(source_dir, frame))
+            payload += sum(_member_bytes(media_path(source_dir, suffix).stat().st_size) for suffix in frame.members)
         planned[story.story_id] = _Planned(story, source_dir, payload)
     return [planned[k] for k in sorted(planned)], duplicates
 
@@ -320,9 +272,9 @@ def _write_shard(path: Path, url: str, split: str, group: list[_Planned]) -> tup
             with tarfile.open(fileobj=out, mode="w", format=TAR_FORMAT) as tar:  # type: ignore[call-overload]
                 for item in group:
                     key = item.story.story_id
-                    _add_member(tar, f"{key}.json", item.story.to_json().encode("utf-8"))
-                    for suffix, data in _read_media(item.source_dir, item.story).items():
-                        _add_member(tar, f"{key}.{suffix}", data)
+                    _add_member(tar, member_name(key, JSON_MEMBER), item.story.to_json().encode("utf-8"))
+                    for suffix, data in read_media(item.source_dir, item.story).items():
+                        _add_member(tar, member_name(key, suffix), data)
             raw.flush()
             os.fsync(raw.fileno())
         expected = _archive_bytes(sum(item.payload for item in group))

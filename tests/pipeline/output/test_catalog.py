@@ -11,11 +11,11 @@ import pytest
 from pipeline.output.catalog import (
     CATALOG_SCHEMA,
     SOURCES_SCHEMA,
-    read_sources_table,
     write_catalog,
     write_sources_table,
 )
-from pipeline.records import Frame, SourceInfo, SourceResult, Story
+from pipeline.output.contract import Frame, SourceInfo, Story
+from pipeline.records import SourceResult
 from tests.pipeline.output.test_shards import _write, make_story_dir
 
 
@@ -87,6 +87,16 @@ def test_catalog_from_written_shards(tmp_path):
 def test_catalog_needs_a_split(tmp_path):
     with pytest.raises(ValueError, match="no split"):
         write_catalog([(_story("book-a", 1, split=None), "shards/x.tar")], tmp_path / "c.parquet")
+
+
+def read_sources_table(path) -> list[SourceResult]:
+    """The table's rows back as results (what a user reading sources.parquet gets)."""
+    results = []
+    for row in pq.read_table(path).select(SOURCES_SCHEMA.names).to_pylist():
+        row["dropped"] = {k: int(v) for k, v in row["dropped"] or []}
+        row["timings"] = {k: float(v) for k, v in row["timings"] or []}
+        results.append(SourceResult.from_dict(row))
+    return results
 
 
 def test_sources_table_round_trip(tmp_path):

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from pipeline.config import ShardConfig
-from pipeline.records import Frame, SourceInfo, Story
-from pipeline.output.shards import assign_split, load_finished_story, write_shards
+from pipeline.output.contract import Frame, SourceInfo, Story
+from pipeline.output.shards import assign_split, write_shards
 from pipeline.storage import OutputLayout, read_json
 
 CONFIG_HASH = "cafe0123"
@@ -92,27 +92,6 @@ def test_assign_split_is_a_stable_hash():
     assert all(assign_split(i, 0.0) == "train" for i in ids[:100])
     with pytest.raises(ValueError):
         assign_split("x", 1.0)
-
-
-def test_load_finished_story_returns_story_and_media(tmp_path):
-    source_dir = make_story_dir(tmp_path, "yt-one", 3, masks=(1,))
-    story, media = load_finished_story(source_dir)
-    assert story.story_id == "yt-one" and [f.index for f in story.frames] == [0, 1, 2]
-    assert sorted(media) == ["000.jpg", "001.jpg", "001.mask.png", "002.jpg"]
-    assert media["002.jpg"] == (source_dir / "frames" / "002.jpg").read_bytes()
-
-
-def test_load_finished_story_rejects_broken_dirs(tmp_path):
-    missing = make_story_dir(tmp_path, "yt-missing", 2)
-    (missing / "frames" / "001.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match="frame 1"):
-        load_finished_story(missing)
-    not_jpeg = make_story_dir(tmp_path, "yt-png", 1)
-    (not_jpeg / "frames" / "000.jpg").write_bytes(b"\x89PNG\r\n\x1a\nrest")
-    with pytest.raises(ValueError, match="not a JPG"):
-        load_finished_story(not_jpeg)
-    with pytest.raises(FileNotFoundError, match="story.json"):
-        load_finished_story(tmp_path / "nowhere")
 
 
 def test_shards_read_back_with_webdataset(tmp_path):

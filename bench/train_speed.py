@@ -88,10 +88,12 @@ def fake_batch(batch: int, res: int, slots: int, device: torch.device, seed: int
 
 
 def write_synthetic_shards(root: Path, stories: int = 24, frames: int = 8, long_side: int = 768) -> Path:
-    """Story shards in the DESIGN.md format with JPEG frames of a typical stored size."""
+    """Story shards in the shard contract's format with JPEG frames of a typical stored size."""
     import numpy as np
     import webdataset as wds
     from PIL import Image
+
+    from pipeline.output.contract import JSON_MEMBER, image_member
 
     (root / "shards").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -109,10 +111,10 @@ def write_synthetic_shards(root: Path, stories: int = 24, frames: int = 8, long_
                     img = Image.fromarray(base).resize((long_side, h), Image.BICUBIC)  # smooth, JPEG-realistic
                     buf = io.BytesIO()
                     img.save(buf, format="JPEG", quality=90)
-                    sample[f"{i:03d}.jpg"] = buf.getvalue()
-                    meta.append({"index": i, "image": f"{i:03d}.jpg", "width": long_side, "height": h,
+                    sample[image_member(i)] = buf.getvalue()
+                    meta.append({"index": i, "image": image_member(i), "width": long_side, "height": h,
                                  "text": f"Page {i} of story {s}.", "caption": None})
-                sample["json"] = json.dumps({"story_id": key, "split": "train", "frames": meta}).encode()
+                sample[JSON_MEMBER] = json.dumps({"story_id": key, "split": "train", "frames": meta}).encode()
                 sink.write(sample)
         urls.append({"url": url, "nsamples": stories // 2})
     (root / "manifest-train.json").write_text(json.dumps({"shardlist": urls}))
@@ -158,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import UNet2DConditionModel
 
     from model.config import StoryGenConfig
-    from model.storygen import StoryGen, set_trainable
+    from model.storygen import StoryGen, cast_base_weights, set_trainable
     from model.testing import random_components
 
     device = torch.device("cuda" if torch.cuda.is_available() and not args.tiny else "cpu")
@@ -217,11 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     model = StoryGen(random_components(size))
     unet = model.unet
     if amp is not None:  # frozen base weights in half precision, as train.py does
-        from model.storygen import is_storygen_weight
-
-        for name, p in unet.named_parameters():
-            if not is_storygen_weight(name):
-                p.data = p.data.to(amp)
+        cast_base_weights(unet, amp)
     model.to(device, dtype=amp)
     if args.gradient_checkpointing:
         unet.enable_gradient_checkpointing()

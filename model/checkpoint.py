@@ -10,7 +10,8 @@ A checkpoint is a directory ``{output_dir}/checkpoints/step-{step:07d}/``:
 It is written under a temporary name and renamed when complete, so a directory named
 ``step-*`` with a ``state.json`` is always whole. Resuming takes the highest step by default.
 Generation and evaluation accept a run directory (latest checkpoint), a checkpoint directory,
-or a weights file with a ``state.json`` beside it.
+or a weights file with a ``state.json`` beside it. The file names of this layout, the listing of a
+run's checkpoints and the weights file itself belong to ``model.weights``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import random
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +27,17 @@ from typing import Any
 import torch
 
 from model.config import StoryGenConfig
+from model.weights import (
+    STATE_NAME,
+    WEIGHTS_NAME,
+    checkpoints_dir,
+    latest_checkpoint,
+    list_checkpoints,
+    load_storygen_weights,
+    save_storygen_weights,
+)
 
 log = logging.getLogger(__name__)
-
-STEP_RE = re.compile(r"^step-(\d+)$")
-STATE_NAME = "state.json"
 
 
 @dataclass(frozen=True)
@@ -44,26 +50,7 @@ class CheckpointInfo:
 
     @property
     def weights(self) -> Path:
-        from model.storygen import WEIGHTS_NAME
-
         return self.path / WEIGHTS_NAME
-
-
-def checkpoints_dir(output_dir: str | Path) -> Path:
-    return Path(output_dir) / "checkpoints"
-
-
-def list_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    root = checkpoints_dir(output_dir)
-    if not root.is_dir():
-        return []
-    found = []
-    for child in root.iterdir():
-        m = STEP_RE.match(child.name)
-        if m and (child / STATE_NAME).is_file():
-            found.append((int(m.group(1)), child))
-    return [p for _, p in sorted(found)]
 
 
 def read_checkpoint(path: str | Path) -> CheckpointInfo:
@@ -72,11 +59,11 @@ def read_checkpoint(path: str | Path) -> CheckpointInfo:
     if path.is_file():
         path = path.parent
     if not (path / STATE_NAME).is_file():
-        found = list_checkpoints(path)
-        if not found:
+        latest = latest_checkpoint(path)
+        if latest is None:
             raise FileNotFoundError(f"no StoryGen checkpoint at {path}: expected a run directory with "
                                     f"checkpoints/step-N/{STATE_NAME}, or a checkpoint directory")
-        path = found[-1]
+        path = latest
     state = json.loads((path / STATE_NAME).read_text(encoding="utf-8"))
     return CheckpointInfo(path=path, step=int(state["step"]), stage=int(state["stage"]),
                           config=StoryGenConfig.from_dict(state["config"]), world_size=int(state.get("world_size", 1)))
@@ -106,8 +93,6 @@ def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> No
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, cfg: StoryGenConfig, unet, optimizer,
                     lr_scheduler, generator: torch.Generator, keep: int = 0) -> Path:
     """Every process writes its RNG state; the main process writes the rest. Collective call."""
-    from model.storygen import WEIGHTS_NAME, save_storygen_weights
-
     root = checkpoints_dir(output_dir)
     final = root / f"step-{step:07d}"
     tmp = root / f".step-{step:07d}.tmp"
@@ -139,8 +124,6 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, cfg: StoryGe
 def load_checkpoint(info: CheckpointInfo, accelerator, unet, optimizer, lr_scheduler,
                     generator: torch.Generator) -> None:
     """Restore weights, optimizer, scheduler and this process's RNG states from ``info``."""
-    from model.storygen import load_storygen_weights
-
     load_storygen_weights(accelerator.unwrap_model(unet), info.weights)
     opt = torch.load(info.path / "optimizer.pt", map_location="cpu", weights_only=False)
     optimizer.load_state_dict(opt["optimizer"])

@@ -1,10 +1,11 @@
 """Story shards -> training windows: up to k context frames plus a target, as tensors.
 
-The input is the shard format of ``DESIGN.md`` ("A story sample in a shard"): one sample per
-story, ``{key}.json`` with the frames, ``{key}.{i:03d}.jpg`` per frame and an optional
-``{key}.{i:03d}.mask.png`` (255 where the loss must ignore pixels). Shards are read from any
-fsspec URL (local paths, ``s3://``, ``gs://``, ``https://``, ...), listed explicitly, by brace
-pattern, by glob, or from a storyloom output directory's ``manifest-{split}.json``.
+The input is the shard contract (``pipeline/docs/contracts.md``): one sample per story,
+``{key}.json`` with the frames, ``{key}.{i:03d}.jpg`` per frame and an optional
+``{key}.{i:03d}.mask.png`` (255 where the loss must ignore pixels), named through
+:mod:`pipeline.output.contract`. Shards are read from any fsspec URL (local paths,
+``s3://``, ``gs://``, ``https://``, ...), listed explicitly, by brace pattern, by glob, or from a
+storyloom output directory's ``manifest-{split}.json``.
 
 The stream is a chain of small generator stages (webdataset style):
 
@@ -31,6 +32,8 @@ from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, IterableDataset
+
+from pipeline.output.contract import JSON_MEMBER, image_member, mask_member, member_name
 
 log = logging.getLogger(__name__)
 
@@ -155,16 +158,16 @@ def tar_samples(urls: Iterator[str], handler: Callable[[Exception], bool]) -> It
 def parse_story(sample: dict[str, Any], prompt_mode: str) -> StorySample:
     """A webdataset sample -> :class:`StorySample`; raises ValueError naming what is missing."""
     key = sample.get("__key__", "?")
-    if "json" not in sample:
-        raise ValueError(f"story {key} in {sample.get('__url__')} has no .json member")
-    story = json.loads(sample["json"])
+    if JSON_MEMBER not in sample:
+        raise ValueError(f"story {key} in {sample.get('__url__')} has no .{JSON_MEMBER} member")
+    story = json.loads(sample[JSON_MEMBER])
     frames = []
     for frame in story.get("frames", []):
-        image_name = frame.get("image") or f"{frame['index']:03d}.jpg"
+        image_name = frame.get("image") or image_member(frame["index"])
         data = sample.get(image_name)
         if data is None:
-            raise ValueError(f"story {key}: frame {frame.get('index')} has no member {key}.{image_name}")
-        mask_name = f"{frame['index']:03d}.mask.png"
+            raise ValueError(f"story {key}: frame {frame.get('index')} has no member {member_name(key, image_name)}")
+        mask_name = mask_member(frame["index"])
         frames.append(FrameBytes(image=data, mask=sample.get(mask_name), prompt=choose_prompt(frame, prompt_mode),
                                  text=frame.get("text") or "", caption=frame.get("caption")))
     return StorySample(story_id=story.get("story_id", key), frames=tuple(frames))

@@ -25,7 +25,8 @@ from typing import Any
 import torch
 
 from model.config import StoryGenConfig
-from model.storygen import ModelLoadError, ensure_imports
+from model.storygen import ensure_imports
+from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
 

@@ -2,8 +2,9 @@
 
 For frame ``i`` the earlier frames (nearest first, at most ``max_context``) are noised to
 ``t_ctx = t * d / 10`` at every denoising step ``t`` and run once through the UNet to give the
-context features, exactly as in training. The prediction then combines three UNet outputs,
-batched in one call (classifier-free guidance with separate image and text scales):
+context features, by the same record pass as in training (``StoryGen.record_context``). The
+prediction then combines three UNet outputs, batched in one call (classifier-free guidance with
+separate image and text scales):
 
     eps = eps(no text, no image)
         + image_scale * (eps(no text, image) - eps(no text, no image))
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from model.config import SampleConfig, StoryGenConfig
-from model.storygen import StoryGen
+from model.storygen import StoryContext, StoryGen
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +106,14 @@ class StoryGenerator:
         return latents
 
     def _context(self, ctx_latents, ctx_noise, ctx_text, t, valid, gate):
-        """Context features at step t for the 3-way batch (one UNet pass over the N frames)."""
+        """Context features at step t for the 3-way batch: one record pass over the N frames, which
+        every row of the batch shares (the unconditional row is silenced by its gate)."""
         model = self.model
         n = ctx_latents.shape[0]
         t_ctx = model.context_timesteps(torch.tensor([int(t)], device=ctx_latents.device), n, self.divisor)[0]
-        noisy = model.noise_scheduler.add_noise(ctx_latents, ctx_noise, t_ctx)
-        from model.storygen import StoryContext
-
-        record = StoryContext(mode="record")
-        unet = model.unet
-        unet(noisy.to(unet.dtype), t_ctx, encoder_hidden_states=ctx_text, cross_attention_kwargs={"story": record})
-        features = {name: f.reshape(1, -1, f.shape[-1]).expand(3, -1, -1) for name, f in record.features.items()}
-        return StoryContext(mode="attend", features=features, valid=valid, gate=gate)
+        features = model.record_context(ctx_latents, ctx_text, t_ctx, ctx_noise)  # (N, L, C) per block
+        per_slot = {name: f[None].expand(valid.shape[0], -1, -1, -1) for name, f in features.items()}
+        return StoryContext.attend(per_slot, valid, gate)
 
     @torch.no_grad()
     def story(self, prompts: list[str], seed: int | None = None,

@@ -21,6 +21,10 @@ its own text with a :class:`StoryContext` in "record" mode: each ``attn2`` proce
 input, the block's hidden states after self-attention. Those become, per block, the keys and
 values of the target's image cross-attention ("attend" mode). The StoryContext travels in
 ``cross_attention_kwargs``, so gradient checkpointing recomputes blocks with the same context.
+Training and generation share this protocol: :meth:`StoryGen.record_context` is the record pass,
+:meth:`StoryContext.attend` lays the per-slot features out for the target pass.
+
+Which UNet parameters are StoryGen's, and their weights file, are in ``model.weights``.
 """
 
 from __future__ import annotations
@@ -36,14 +40,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from model.config import ConfigError, ModelConfig, TrainConfig
+from model.weights import (
+    is_image_attention,
+    is_self_attention,
+    is_storygen_weight,
+    load_storygen_weights,
+)
+from pipeline.errors import ModelLoadError
 
 log = logging.getLogger(__name__)
-
-WEIGHTS_NAME = "storygen.safetensors"
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says which, from where, and what to do."""
 
 
 def ensure_imports() -> None:
@@ -119,6 +124,14 @@ class StoryContext:
     features: dict[str, torch.Tensor] = field(default_factory=dict)
     valid: torch.Tensor | None = None  # (B, N) bool
     gate: torch.Tensor | None = None  # (B,) float
+
+    @classmethod
+    def attend(cls, features: dict[str, torch.Tensor], valid: torch.Tensor,
+               gate: torch.Tensor | None = None) -> StoryContext:
+        """An "attend" context from per-slot features ``(B, N, L, C)`` per block: each target's N
+        slots side by side, ``(B, N * L, C)``; ``valid`` (B, N), ``gate`` (B,) as above."""
+        return cls(mode="attend", features={name: f.flatten(1, 2) for name, f in features.items()},
+                   valid=valid, gate=gate)
 
     def key_mask(self, tokens: int) -> torch.Tensor | None:
         """(B, 1, 1, N * L) bool for SDPA, or None when every slot is valid.
@@ -236,19 +249,6 @@ def attach_image_attention(unet, init: str = "self_attention", attention: str = 
 # ----------------------------------------------------------------------------- parameter groups
 
 
-def is_self_attention(name: str) -> bool:
-    return ".transformer_blocks." in name and ".attn1." in name
-
-
-def is_image_attention(name: str) -> bool:
-    return ".attn2.processor." in name
-
-
-def is_storygen_weight(name: str) -> bool:
-    """The parameters StoryGen ever trains: self-attention (stage 1) and image attention (stage 2)."""
-    return is_self_attention(name) or is_image_attention(name)
-
-
 def set_trainable(unet, stage: int) -> list[str]:
     """Freeze everything, then unfreeze stage 1's self-attention or stage 2's image attention."""
     chosen = is_self_attention if stage == 1 else is_image_attention
@@ -262,43 +262,14 @@ def set_trainable(unet, stage: int) -> list[str]:
     return names
 
 
-def storygen_state_dict(unet) -> dict[str, torch.Tensor]:
-    return {k: v.detach().float().cpu().contiguous() for k, v in unet.state_dict().items() if is_storygen_weight(k)}
+def cast_base_weights(unet, dtype: torch.dtype) -> None:
+    """Cast the base model's weights to ``dtype``; StoryGen's own weights stay fp32.
 
-
-def save_storygen_weights(unet, path: Path) -> Path:
-    from safetensors.torch import save_file
-
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(storygen_state_dict(unet), str(tmp))
-    tmp.replace(path)
-    return path
-
-
-def load_storygen_weights(unet, path: str | Path) -> None:
-    """Load StoryGen weights: a weights file, a checkpoint directory, or a run directory (its latest
-    checkpoint)."""
-    from safetensors.torch import load_file
-
-    from model.checkpoint import list_checkpoints
-
-    given = path = Path(path)
-    if path.is_dir() and not (path / WEIGHTS_NAME).is_file() and list_checkpoints(path):
-        path = list_checkpoints(path)[-1]
-    if path.is_dir():
-        path = path / WEIGHTS_NAME
-    if not path.is_file():
-        raise ModelLoadError(f"StoryGen weights not found at {given}: give a {WEIGHTS_NAME} file, a checkpoint "
-                             "directory (runs/NAME/checkpoints/step-N) or a run directory that holds checkpoints")
-    state = load_file(str(path))
-    own = {k for k in unet.state_dict() if is_storygen_weight(k)}
-    unexpected, missing = sorted(set(state) - own), sorted(own - set(state))
-    if unexpected or missing:
-        raise ModelLoadError(f"StoryGen weights {path} do not fit this UNet (made from another base model?): "
-                             f"{len(unexpected)} unexpected key(s) {unexpected[:3]}, {len(missing)} missing {missing[:3]}")
-    result = unet.load_state_dict(state, strict=False)
-    assert not result.unexpected_keys, result.unexpected_keys
+    Under mixed precision nothing updates the frozen base weights, so they need no fp32 copy;
+    the weights StoryGen trains (either stage) stay fp32 for the optimizer."""
+    for name, p in unet.named_parameters():
+        if not is_storygen_weight(name):
+            p.data = p.data.to(dtype)
 
 
 # ----------------------------------------------------------------------------- the model
@@ -378,32 +349,43 @@ class StoryGen:
         return t_ctx.clamp(0, self.noise_scheduler.config.num_train_timesteps - 1)
 
     @torch.no_grad()
+    def record_context(self, latents: torch.Tensor, text: torch.Tensor, t_ctx: torch.Tensor,
+                       noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The record pass: context frames -> every block's features ``{name: (M, L, C)}``.
+
+        ``latents`` (M, 4, h, w) are clean; each frame is noised with its ``noise`` to its
+        ``t_ctx`` (M,) and run, conditioned on its ``text`` (M, 77, D), through the unwrapped UNet
+        in one batched, gradient-free pass. The features are the blocks' hidden states after
+        self-attention (what each ``attn2`` processor receives).
+        """
+        noisy = self.noise_scheduler.add_noise(latents, noise, t_ctx)
+        record = StoryContext(mode="record")
+        unet_dtype = self.unet.dtype if hasattr(self.unet, "dtype") else latents.dtype
+        self.unet(noisy.to(unet_dtype), t_ctx, encoder_hidden_states=text.to(unet_dtype),
+                  cross_attention_kwargs={"story": record})
+        return record.features
+
+    @torch.no_grad()
     def context_features(self, latents: torch.Tensor, text: torch.Tensor, valid: torch.Tensor,
                          timesteps: torch.Tensor, gate: torch.Tensor | None = None, divisor: float = 10.0,
                          generator: torch.Generator | None = None) -> StoryContext:
-        """Context frames -> a StoryContext in "attend" mode for the target pass.
+        """Context frames of a training batch -> a StoryContext in "attend" mode for the target pass.
 
         ``latents`` (M, 4, h, w) and ``text`` (M, 77, D) hold the M valid slots of ``valid``
-        (B, N) in row-major order; ``timesteps`` (B,) are the targets' timesteps. One batched,
-        gradient-free UNet pass gives every block's hidden states after self-attention.
+        (B, N) in row-major order; ``timesteps`` (B,) are the targets' timesteps. The record pass
+        runs over the M frames only; empty slots get zero features.
         """
         b, n = valid.shape
         t_ctx = self.context_timesteps(timesteps, n, divisor)[valid]  # (M,)
         if latents.shape[0] == 0:  # every slot dropped: run one slot so every block has features
             raise ValueError("context_features needs at least one valid context frame")
         noise = torch.randn(latents.shape, generator=generator, device=latents.device, dtype=latents.dtype)
-        noisy = self.noise_scheduler.add_noise(latents, noise, t_ctx)
-        record = StoryContext(mode="record")
-        unet_dtype = self.unet.dtype if hasattr(self.unet, "dtype") else latents.dtype
-        self.unet(noisy.to(unet_dtype), t_ctx, encoder_hidden_states=text.to(unet_dtype),
-                  cross_attention_kwargs={"story": record})
-        features = {}
-        flat_valid = valid.reshape(-1)
-        for name, feats in record.features.items():  # (M, L, C)
-            full = feats.new_zeros(b * n, feats.shape[1], feats.shape[2])
-            full[flat_valid] = feats
-            features[name] = full.view(b, n * feats.shape[1], feats.shape[2])  # (B, N * L, C)
-        return StoryContext(mode="attend", features=features, valid=valid, gate=gate)
+        per_slot = {}
+        for name, feats in self.record_context(latents, text, t_ctx, noise).items():  # (M, L, C)
+            full = feats.new_zeros(b, n, feats.shape[1], feats.shape[2])
+            full[valid] = feats
+            per_slot[name] = full  # (B, N, L, C)
+        return StoryContext.attend(per_slot, valid, gate)
 
     def predict(self, unet, noisy: torch.Tensor, timesteps: torch.Tensor, text: torch.Tensor,
                 story: StoryContext | None = None) -> torch.Tensor:
@@ -466,10 +448,6 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     keep = 1.0 - F.interpolate(mask.float(), size=pred.shape[-2:], mode="area")  # (B, 1, h, w)
     err = (pred.float() - target.float()).pow(2) * keep  # (B, C, h, w)
     return err.sum() / (keep.sum() * pred.shape[1]).clamp_min(1.0)
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 def human_count(n: int) -> str:

@@ -132,7 +132,8 @@ def train(cfg: StoryGenConfig) -> TrainResult:
 
     from model import checkpoint as ckpt
     from model.data import StoryWindows, make_loader, resolve_shards
-    from model.storygen import StoryGen, human_count, is_storygen_weight, set_trainable
+    from model.storygen import StoryGen, cast_base_weights, human_count, set_trainable
+    from model.weights import latest_checkpoint
 
     t = cfg.train
     out = Path(t.output_dir)
@@ -157,8 +158,8 @@ def train(cfg: StoryGenConfig) -> TrainResult:
     info = None
     if t.resume not in ("none", ""):
         if t.resume == "latest":
-            found = ckpt.list_checkpoints(out)
-            info = ckpt.read_checkpoint(found[-1]) if found else None
+            latest = latest_checkpoint(out)
+            info = ckpt.read_checkpoint(latest) if latest is not None else None
         else:
             info = ckpt.read_checkpoint(t.resume)
     if info is not None and info.stage != t.stage:
@@ -175,9 +176,7 @@ def train(cfg: StoryGenConfig) -> TrainResult:
     trainable = set_trainable(unet, t.stage)
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(accelerator.mixed_precision, torch.float32)
     if weight_dtype != torch.float32:  # frozen base weights in half precision; trained ones stay fp32
-        for name, p in unet.named_parameters():
-            if not is_storygen_weight(name):
-                p.data = p.data.to(weight_dtype)
+        cast_base_weights(unet, weight_dtype)
     model.to(accelerator.device, dtype=weight_dtype)
     if t.gradient_checkpointing:
         unet.enable_gradient_checkpointing()

@@ -8,16 +8,18 @@ import torch
 from model.config import ModelConfig, StoryGenConfig
 from model.storygen import (
     ImageCrossAttnProcessor,
-    ModelLoadError,
     StoryGen,
-    is_image_attention,
-    is_self_attention,
     load_components,
-    load_storygen_weights,
     masked_mse,
-    save_storygen_weights,
     set_trainable,
 )
+from model.weights import (
+    is_image_attention,
+    is_self_attention,
+    load_storygen_weights,
+    save_storygen_weights,
+)
+from pipeline.errors import ModelLoadError
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -26,7 +26,7 @@ import re
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote, urljoin, urlparse
 
 from pipeline.config import EbookConfig
@@ -45,7 +45,7 @@ _MEANINGLESS_ALT = re.compile(r"^\s*(image|img|picture|illustration|figure|photo
 _PG_START = re.compile(r"\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG", re.I)
 _PG_END = re.compile(r"\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG", re.I)
 _ROLE_SEMANTICS = re.compile(r"doc-(\w[\w-]*)")
-_STYLE_URL = re.compile(r"background(?:-image)?\s*:[^;]*url\(\s*['\"]?([^'\")]+)", re.I)
+STYLE_URL = re.compile(r"background(?:-image)?\s*:[^;]*url\(\s*['\"]?([^'\")]+)", re.I)
 
 
 class Resources(Protocol):
@@ -208,7 +208,7 @@ class _State:
             self.flush()
             self.enter(here)
             self.picture(node, own_path)
-        elif (style := attr(node, "style")) and (found := _STYLE_URL.search(style)):
+        elif (style := attr(node, "style")) and (found := STYLE_URL.search(style)):
             self.flush()
             self.enter(here)
             self.picture(node, own_path, ref=found.group(1))
@@ -311,11 +311,6 @@ def _mark_gutenberg(walk: Walk) -> None:
         elif orders:  # a section straddling a marker: drop just the boilerplate blocks
             page.texts = [b for b in page.texts if first < b.order < last]
             page.pictures = [p for p in page.pictures if first < p.order < last]
-
-
-def iter_pictures(pages: list[Page]) -> Iterator[Picture]:
-    for page in pages:
-        yield from page.pictures
 
 
 def report_unresolved(walk: Walk, name: str) -> None:

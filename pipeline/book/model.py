@@ -1,6 +1,6 @@
 """The e-book model every format reader produces, and the rules all formats share.
 
-A reader (``ebook_pdf``, ``ebook_epub``, ``ebook_html``) turns one file into a :class:`Book`:
+A reader (:mod:`pipeline.book.pdf`, :mod:`~pipeline.book.epub`, :mod:`~pipeline.book.html`) turns one file into a :class:`Book`:
 metadata plus an ordered list of :class:`Page` s, each holding :class:`Picture` s and
 :class:`TextBlock` s. A *page* is a PDF page, an EPUB spine item, or a section of an HTML
 document (split at its headings). Paginated books (PDF, fixed-layout EPUB) carry positions on the
@@ -9,7 +9,7 @@ which is what pairing reads structure from (:mod:`pipeline.book.pair`).
 
 Readers never decode a picture while reading: a picture knows its pixel size from the file header
 (so the pixel cap refuses decompression bombs before any decoding) and decodes on ``load()``.
-:func:`open_book` picks the reader from the file's first bytes, not its name.
+:func:`pipeline.book.reader.open_book` picks the reader from the file's first bytes, not its name.
 
 Every problem with the input is an :class:`EbookError` carrying a message for the user; the flow
 records it in ``sources.parquet`` and goes on with the other sources.
@@ -21,14 +21,14 @@ import io
 import logging
 import re
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from pipeline.config import EbookConfig
+from pipeline.errors import StageError
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +38,8 @@ _DECORATION_HINT = re.compile(r"logo|ornament|deco|divider|separator|spacer|icon
                               r"bullet|rule|banner|badge|button|arrow|pixel", re.I)
 
 
-class EbookError(Exception):
-    """A book that cannot become a story: the message says why, for the sources table."""
-
-    def __init__(self, message: str, *, skipped: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.skipped = skipped  # a policy decision (licence), not a broken file
-
-    def __str__(self) -> str:
-        return self.message
-
-    def __reduce__(self) -> tuple:
-        # the parse stage runs in a worker process: keep ``skipped`` across pickling
-        return (type(self), (self.message,), {"skipped": self.skipped})
+class EbookError(StageError):
+    """A book that cannot become a story (``skipped``: a policy decision, not a broken file)."""
 
 
 @dataclass
@@ -275,68 +263,3 @@ def find_books(folder: Path) -> list[Path]:
     folder = Path(folder)
     return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in BOOK_SUFFIXES
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-
-
-@contextmanager
-def open_book(path: Path, cfg: EbookConfig, base_url: str | None = None,
-              url_map: dict[str, str] | None = None) -> Iterator[Book]:
-    """Read a book file (PDF, EPUB, HTML, or a zip holding one book) with the right reader.
-
-    ``base_url`` and ``url_map`` describe an HTML book fetched from the web: its address and
-    which of its image URLs were downloaded to which local file.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EbookError(f"book file not found: {path}")
-    with path.open("rb") as handle:
-        head = handle.read(4096)
-    if not head:
-        raise EbookError(f"{path.name} is empty")
-    kind = sniff_format(head, path.name)
-    if kind == "pdf":
-        from pipeline.book.pdf import read_pdf
-
-        with read_pdf(path, cfg) as book:
-            yield book
-    elif kind == "epub":
-        from pipeline.book.epub import read_epub
-
-        yield read_epub(path, cfg)
-    elif kind == "zip":
-        with _book_in_zip(path, cfg) as book:
-            yield book
-    elif kind == "html":
-        from pipeline.book.html import read_html_file
-
-        yield read_html_file(path, cfg, base_url=base_url, url_map=url_map)
-    else:
-        raise EbookError(f"{path.name} is not a PDF, EPUB or HTML book (its first bytes are {head[:16]!r})")
-
-
-@contextmanager
-def _book_in_zip(path: Path, cfg: EbookConfig) -> Iterator[Book]:
-    """A zip holding exactly one book: a PDF, an EPUB, or an HTML page with its images."""
-    from pipeline.book.html import read_html_zip
-    from pipeline.book.safezip import SafeZip
-
-    archive = SafeZip(path, cfg)
-    books = [n for n in archive.names() if n.lower().endswith(BOOK_SUFFIXES) and not n.split("/")[-1].startswith(".")]
-    if not books:
-        raise EbookError(f"{path.name} is a zip without a PDF, EPUB or HTML book in it")
-    binaries = [n for n in books if n.lower().endswith((".pdf", ".epub"))]
-    if len(binaries) > 1 or (binaries and len(books) > len(binaries)):
-        raise EbookError(f"{path.name} holds {len(books)} books ({', '.join(books[:4])}...); "
-                         "unzip it and list the folder as the source, which makes one story per book")
-    if binaries:
-        data = archive.read(binaries[0])
-        if binaries[0].lower().endswith(".pdf"):
-            from pipeline.book.pdf import read_pdf
-
-            with read_pdf(data, cfg, name=binaries[0]) as book:
-                yield book
-        else:
-            from pipeline.book.epub import read_epub
-
-            yield read_epub(io.BytesIO(data), cfg, name=binaries[0])
-        return
-    yield read_html_zip(archive, books, cfg)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.synthetic.timeline import _syllables
+from pipeline.synthetic.timeline import count_syllables
 
 if TYPE_CHECKING:
     import numpy as np
@@ -38,7 +38,7 @@ def synth_audio(segments: list[Segment], n_samples: int, sample_rate: int, seed:
             voiced += amp * np.sin(h * phase + h * 0.3)
         env = np.zeros_like(t)
         for word, w0, w1 in seg.words:
-            n_syl = _syllables(word)
+            n_syl = count_syllables(word)
             edges = np.linspace(w0, w1, n_syl + 1)
             for s0, s1 in zip(edges[:-1], edges[1:]):
                 a0, a1 = int((s0 - seg.speech_start) * sr), int((s1 - seg.speech_start) * sr)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pipeline.synthetic.timeline import FrameRenderer
 
 
-def _encode(path: Path, renderer: FrameRenderer, audio: "np.ndarray | None", spec: VideoSpec) -> None:
+def encode_video(path: Path, renderer: FrameRenderer, audio: "np.ndarray | None", spec: VideoSpec) -> None:
     """H.264 yuv420p (+ AAC mono) mp4 via PyAV, one encoder thread, interleaved by time."""
     import av
 

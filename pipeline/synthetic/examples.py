@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.storage import atomic_write_text
-from pipeline.synthetic.spec import PageSpec, VideoSpec, _file_map
+from pipeline.synthetic.spec import PageSpec, VideoSpec, output_files
 from pipeline.synthetic.writer import write_story_video
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def example_specs() -> dict[str, VideoSpec]:
 
 
 def _up_to_date(out_dir: Path, name: str, spec: VideoSpec) -> bool:
-    files = _file_map(out_dir, name, spec)
+    files = output_files(out_dir, name, spec)
     if not all(p.exists() and p.stat().st_size > 0 for p in files.values()):
         return False
     try:

@@ -212,9 +212,10 @@ def load_truth(path: Path) -> Truth:
             seg.picture = np.asarray(Image.open(path.parent / seg.image).convert("RGB"))
         segments.append(seg)
     name = data["key"]
-    return Truth(name, path.parent, spec, segments, data["n_frames"], _file_map(path.parent, name, spec))
+    return Truth(name, path.parent, spec, segments, data["n_frames"], output_files(path.parent, name, spec))
 
 
-def _file_map(out_dir: Path, name: str, spec: VideoSpec) -> dict[str, Path]:
+def output_files(out_dir: Path, name: str, spec: VideoSpec) -> dict[str, Path]:
+    """The files a generated video comes with: video, subtitles, HTML page and truth."""
     return {"video": out_dir / f"{name}.mp4", "subtitles": out_dir / f"{name}.{spec.language}.vtt",
             "html": out_dir / f"{name}.html", "truth": out_dir / f"{name}.truth.json"}

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 _SYLLABLE_RE = re.compile(r"[aeiouyáéíóúàèìòùäëïöüåæøâêîôû]+", re.IGNORECASE)
 
 
-def _syllables(word: str) -> int:
+def count_syllables(word: str) -> int:
+    """A rough syllable count (vowel groups), for pacing generated narration."""
     return max(1, len(_SYLLABLE_RE.findall(word)))
 
 
@@ -32,7 +33,7 @@ def word_timings(text: str, start: float, end: float) -> list[tuple[str, float, 
     if not words:
         return []
     gap = 0.05
-    syl = [_syllables(w) for w in words]
+    syl = [count_syllables(w) for w in words]
     pause = [0.0 if i == len(words) - 1 else (1.2 if w[-1] in ".!?" else 0.5 if w[-1] in ",;:" else 0.0)
              for i, w in enumerate(words)]
     span = end - start

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 from pipeline.storage import atomic_write_bytes, atomic_write_json, atomic_write_text
 from pipeline.synthetic.audio import synth_audio
-from pipeline.synthetic.encode import _encode
-from pipeline.synthetic.spec import Truth, _file_map
+from pipeline.synthetic.encode import encode_video
+from pipeline.synthetic.spec import Truth, output_files
 from pipeline.synthetic.subtitles import html_page, srt_text, vtt_text
 from pipeline.synthetic.timeline import FrameRenderer
 
@@ -41,7 +41,7 @@ def write_story_video(out_dir: Path, name: str, spec: VideoSpec, srt: bool = Fal
     started = time.perf_counter()
     renderer = FrameRenderer(spec)
     segments = renderer.segments
-    files = _file_map(out_dir, name, spec)
+    files = output_files(out_dir, name, spec)
     for seg in segments:
         seg.image = f"{name}.page{seg.page:02d}.png" if seg.kind == "page" else f"{name}.{seg.kind}.png"
         if save_pictures:
@@ -55,7 +55,7 @@ def write_story_video(out_dir: Path, name: str, spec: VideoSpec, srt: bool = Fal
         audio = synth_audio(segments, n_samples, spec.sample_rate, spec.seed)
     tmp = out_dir / f".{name}.{os.getpid()}.tmp.mp4"
     try:
-        _encode(tmp, renderer, audio, spec)
+        encode_video(tmp, renderer, audio, spec)
         os.replace(tmp, files["video"])
     finally:
         tmp.unlink(missing_ok=True)

@@ -41,11 +41,11 @@ def align_by_time(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]
     score is the mean over the frame's sentences of (overlap with the frame / sentence
     duration); a zero-length sentence counts 1.0 when its instant lies inside the frame.
     """
-    _check_spans(spans)
+    check_spans(spans)
     if not spans:
         return []
     assignment = assign_sentences(sentences, spans) if sentences else []
-    overlap = _overlap_fractions(sentences, spans) if sentences else None
+    overlap = overlap_fractions(sentences, spans) if sentences else None
     return frame_texts(sentences, assignment, overlap, len(spans))
 
 
@@ -103,12 +103,12 @@ def monotonic_assignment(score: np.ndarray) -> list[int]:
 
 def assign_sentences(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -> list[int]:
     """The frame index of every sentence: the monotonic assignment with the most overlap."""
-    _check_spans(spans)
+    check_spans(spans)
     if not sentences:
         return []
     if not spans:
         raise ValueError("cannot assign sentences to zero frames")
-    preference = _overlap_fractions(sentences, spans) + _NEAR_WEIGHT / (1.0 + _distances(sentences, spans))
+    preference = overlap_fractions(sentences, spans) + _NEAR_WEIGHT / (1.0 + span_distances(sentences, spans))
     assignment = monotonic_assignment(preference)
     independent = np.argmax(preference, axis=1)
     moved = int(np.sum(independent != np.asarray(assignment)))
@@ -117,7 +117,7 @@ def assign_sentences(sentences: Sequence[Cue], spans: Sequence[tuple[float, floa
     return assignment
 
 
-def _overlap_fractions(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -> np.ndarray:
+def overlap_fractions(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -> np.ndarray:
     """(n, m): share of each sentence's time inside each frame (instants: 1.0 inside, else 0)."""
     starts = np.array([s.start for s in sentences], dtype=np.float64)[:, None]  # (n, 1)
     ends = np.array([max(s.end, s.start) for s in sentences], dtype=np.float64)[:, None]
@@ -131,7 +131,7 @@ def _overlap_fractions(sentences: Sequence[Cue], spans: Sequence[tuple[float, fl
     return np.where(duration > 0, fraction, inside.astype(np.float64))
 
 
-def _distances(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -> np.ndarray:
+def span_distances(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -> np.ndarray:
     """(n, m): seconds between each sentence and each frame, 0 where they touch or overlap."""
     starts = np.array([s.start for s in sentences], dtype=np.float64)[:, None]
     ends = np.array([max(s.end, s.start) for s in sentences], dtype=np.float64)[:, None]
@@ -140,7 +140,7 @@ def _distances(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]]) -
     return np.maximum(np.maximum(t0 - ends, starts - t1), 0.0)
 
 
-def _check_spans(spans: Sequence[tuple[float, float]]) -> None:
+def check_spans(spans: Sequence[tuple[float, float]]) -> None:
     previous_end = float("-inf")
     for j, (t0, t1) in enumerate(spans):
         if t1 < t0:

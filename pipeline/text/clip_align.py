@@ -28,16 +28,16 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.text.align import FrameText, _check_spans, _distances, _overlap_fractions, frame_texts, monotonic_assignment
+from pipeline.text.align import FrameText, check_spans, span_distances, overlap_fractions, frame_texts, monotonic_assignment
 from pipeline.text.subtitles import Cue
 
 
 def time_prior(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]], time_scale_s: float = 1.0) -> np.ndarray:
     """(sentences, frames): each sentence's share of time on each frame; rows sum to 1."""
-    _check_spans(spans)
-    overlap = _overlap_fractions(sentences, spans)  # (n, m)
+    check_spans(spans)
+    overlap = overlap_fractions(sentences, spans)  # (n, m)
     outside = np.clip(1.0 - overlap.sum(axis=1, keepdims=True), 0.0, 1.0)  # (n, 1) time on no frame
-    distance = _distances(sentences, spans)  # (n, m) seconds, 0 where they touch
+    distance = span_distances(sentences, spans)  # (n, m) seconds, 0 where they touch
     nearness = np.exp(-(distance - distance.min(axis=1, keepdims=True)) / time_scale_s)  # max 1 per row
     nearness /= nearness.sum(axis=1, keepdims=True)
     return overlap + outside * nearness
@@ -73,7 +73,7 @@ def align_sentences(
     does: text joined by spaces, ``no_speech`` on frames without sentences, and as score the
     mean combined score of the frame's sentences (their share of time on it when no CLIP).
     """
-    _check_spans(spans)
+    check_spans(spans)
     if not spans:
         return []
     if not sentences:

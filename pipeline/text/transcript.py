@@ -1,10 +1,10 @@
 """The text stage: the narration of a fetched video as timed sentences.
 
-Text comes from pluggable :class:`TextSource` objects tried in order; the first that has
-something for the media wins. :class:`SubtitleTextSource` reads the best subtitle track that the
-fetch stage saved; with ASR enabled (``models.asr``), :class:`pipeline.text.asr.AsrTextSource` sits
-beside it (after it with ``mode: prefer-subtitles``, before it with ``always``) and its
-transcripts carry ``origin="asr:<model>"``.
+Text comes from pluggable :class:`TextSource` objects tried in order (:func:`extract_text`); the
+first that has something for the media wins. :class:`SubtitleTextSource` reads the best subtitle
+track that the fetch stage saved; :class:`pipeline.text.asr.AsrTextSource` transcribes the audio,
+and its transcripts carry ``origin="asr:<model>"``. Which sources a run uses, in which order, is
+:func:`pipeline.text.narration.build_text_sources`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence, runtime_checkable
 
-from pipeline.config import ConfigError, FetchConfig, ModelsConfig, TextConfig
+from pipeline.errors import StageError
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.text.subtitles import Cue, SubtitleError, clean_cues, parse_subtitles, split_sentences
 
 log = logging.getLogger(__name__)
 
 
-class TextSourceError(Exception):
+class TextSourceError(StageError):
     """A text source cannot read what the media offers (undecodable audio, ...); the message is for the user."""
 
 
@@ -157,28 +157,6 @@ def extract_text(media: FetchedMedia, sources: Sequence[TextSource]) -> Transcri
     if first_error is not None:
         raise first_error
     return Transcript(segments=[], language=media.info.get("language"), origin="none")
-
-
-def build_text_sources(
-    text_cfg: TextConfig, fetch_cfg: FetchConfig, models_cfg: ModelsConfig | None = None
-) -> list[TextSource]:
-    """The text sources that the config asks for, in the order they are tried."""
-    if text_cfg.source == "subtitles":
-        sources: list[TextSource] = [
-            SubtitleTextSource(
-                languages=fetch_cfg.subtitle_languages,
-                prefer_manual=fetch_cfg.prefer_manual_subtitles,
-                allow_auto=fetch_cfg.allow_auto_subtitles,
-                sentences=text_cfg.split_sentences,
-            )
-        ]
-        if models_cfg is not None and models_cfg.asr.active:
-            from pipeline.text.asr import AsrTextSource  # imports no model library until it transcribes
-
-            asr = AsrTextSource(models_cfg, sentences=text_cfg.split_sentences)
-            sources.insert(0 if models_cfg.asr.mode == "always" else 1, asr)
-        return sources
-    raise ConfigError(f"unknown text.source {text_cfg.source!r}; known: subtitles")
 
 
 def _norm_lang(code: str) -> str:

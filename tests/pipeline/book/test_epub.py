@@ -8,7 +8,8 @@ import zipfile
 import pytest
 
 from pipeline.config import EbookConfig
-from pipeline.book.model import EbookError, open_book
+from pipeline.book.model import EbookError
+from pipeline.book.reader import open_book
 from pipeline.book.safezip import SafeZip, safe_member_name
 from tests.bookgen import AUTHOR, ILLUSTRATOR, TITLE, assert_matches, parse_book
 from tests.bookgen.epub import write_epub, write_zip, xhtml

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.config import EbookConfig, IngestConfig
-from pipeline.book.model import EbookError, open_book
+from pipeline.book.model import EbookError
+from pipeline.book.reader import open_book
 from pipeline.book.html import html_metadata, parse_html
 from tests.bookgen import AUTHOR, ILLUSTRATOR, TITLE, assert_matches, parse_book, picture, png_bytes
 from tests.bookgen.html import write_html, zip_folder

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import FetchConfig, TextConfig
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.text.subtitles import Cue, SubtitleError
-from pipeline.text.transcript import SubtitleTextSource, TextSource, Transcript, build_text_sources, extract_text
+from pipeline.text.transcript import SubtitleTextSource, TextSource, Transcript, extract_text
 
 
 def _vtt(text: str) -> str:
@@ -132,12 +131,3 @@ def test_extract_text_first_source_with_a_transcript_wins(tmp_path):
     with pytest.raises(SubtitleError, match="bad subs"):
         extract_text(media, [_Fixed("broken", error="bad subs"), _Fixed("empty")])
     assert extract_text(media, []) == Transcript([], "fr", "none")
-
-
-def test_build_text_sources_from_config():
-    (source,) = build_text_sources(
-        TextConfig(split_sentences=False),
-        FetchConfig(subtitle_languages=("pt-BR",), prefer_manual_subtitles=False, allow_auto_subtitles=False),
-    )
-    assert isinstance(source, SubtitleTextSource) and source.name == "subtitles"
-    assert (source.languages, source.prefer_manual, source.allow_auto, source.sentences) == (["pt-br"], False, False, False)

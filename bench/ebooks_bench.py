@@ -32,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import IngestConfig  # noqa: E402
 from pipeline.book.fetch import FetchedBook  # noqa: E402
-from pipeline.book.stages import assemble_book_story, run_book_parse_stage  # noqa: E402
+from pipeline.book.stages import assemble_book, book_work, parse_book  # noqa: E402
+from pipeline.output.contract import media_path  # noqa: E402
 from pipeline.sources import SourceItem  # noqa: E402
 from tests.bookgen import BookTruth, picture_distance  # noqa: E402
 from tests.bookgen.epub import write_epub  # noqa: E402
@@ -59,10 +60,11 @@ def run_stage(truth: BookTruth, work: Path, cfg: IngestConfig) -> tuple[dict, li
 
     item = SourceItem(source_id="bench", input=str(truth.path), kind="ebook", path=str(truth.path))
     start = time.perf_counter()
-    pairs = run_book_parse_stage(FetchedBook("bench", str(truth.path), truth.path.as_uri()), item, work, cfg)
-    story = assemble_book_story("bench", work, cfg, pairs)
+    owner = book_work(work, item, cfg)
+    pairs = parse_book(owner, item, FetchedBook("bench", str(truth.path), truth.path.as_uri()), cfg)
+    story = assemble_book(owner, item, cfg, pairs)
     seconds = time.perf_counter() - start
-    images = [np.asarray(Image.open(work / "frames" / f.image).convert("RGB")) for f in story.frames]
+    images = [np.asarray(Image.open(media_path(work, f.image)).convert("RGB")) for f in story.frames]
     return story.to_dict(), images, seconds
 
 

@@ -1,8 +1,8 @@
 """The sources file: parse and validate it, expand its entries into downloadable items, and
 decide from a source's metadata whether policy lets it in (licence allow-list, max duration).
 
-``load_sources`` reads the YAML format fixed in DESIGN.md and raises :class:`SourcesError` for
-anything wrong with it, before any work starts. ``expand_entry`` turns one entry into
+``load_sources`` reads the YAML format of ``pipeline/docs/contracts.md`` and raises
+:class:`SourcesError` for anything wrong with it, before any work starts. ``expand_entry`` turns one entry into
 :class:`SourceItem` s: single videos, e-books and local files pass through without touching the
 network; playlists, channels, searches and pages of unknown kind are listed with yt-dlp's flat
 extraction. Failures there (a removed playlist, a dead host) are per-entry data: they raise
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from pipeline.records import make_story_id
+from pipeline.output.contract import make_story_id
 from pipeline.video.ytdlp import FetchError, extract_flat
 
 KINDS = ("video", "playlist", "channel", "search", "ebook")
@@ -62,11 +62,6 @@ class SourceEntry:
         return local_source_id(Path(self.path)) if self.path else url_source_id(self.url or "")
 
 
-def entry_id(entry: SourceEntry) -> str:
-    """The id to record an entry under when its expansion fails (its single item's id)."""
-    return entry.source_id
-
-
 @dataclass(frozen=True)
 class SourceDefaults:
     """Entry fields applied to every entry, plus the run-wide filters."""
@@ -79,6 +74,11 @@ class SourceDefaults:
     limit: int | None = None
     license_allow: tuple[str, ...] | None = None  # canonical tags; None: every licence
     max_duration_s: float | None = None
+
+    def policy(self) -> dict[str, Any]:
+        """The run-wide filters, for the markers of finished sources (a new policy re-decides them)."""
+        return {"license_allow": None if self.license_allow is None else list(self.license_allow),
+                "max_duration_s": self.max_duration_s}
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,22 @@ class SourceItem:
     tags: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)  # yt-dlp flat info, if the item came from a list
     playlist_index: int | None = None  # 1-based position on a multi-video page without own URLs
+
+    def identity(self) -> dict[str, Any]:
+        """What the item is, for the keys of the stages that read it: the address, and for a local
+        file its size and modification time (an edited file is a new input)."""
+        data: dict[str, Any] = {"kind": self.kind, "url": self.url, "path": self.path, "playlist_index": self.playlist_index}
+        if self.path:
+            try:
+                stat = Path(self.path).stat()
+                data["file"] = [stat.st_size, stat.st_mtime_ns]
+            except OSError:
+                data["file"] = None  # the fetch stage reports it
+        return data
+
+    def overrides(self) -> dict[str, Any]:
+        """The fields of the sources file that win over what the source itself says."""
+        return {"title": self.title, "license": self.license, "language": self.language}
 
 
 # --------------------------------------------------------------------------- licences
@@ -222,19 +238,17 @@ def guess_kind(entry: SourceEntry) -> str:
 
 
 def load_sources(path: str | Path) -> SourcesFile:
-    """Read and validate a sources file; relative ``path:`` entries resolve against its folder."""
-    import yaml
+    """Read and validate a sources file; relative ``path:`` entries resolve against its folder.
+
+    The file is read as YAML 1.2 (:class:`pipeline.config.Yaml12Loader`): only true/false are
+    booleans, so ``language: no`` (Norwegian) is the text "no".
+    """
+    from pipeline.config import read_yaml_mapping
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SourcesError(f"cannot read sources file {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise SourcesError(f"sources file {path} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise SourcesError(f"sources file {path} must be a mapping with a 'sources:' list")
-    unknown = sorted(set(data) - {"defaults", "sources"})
+    data = read_yaml_mapping(path, what="sources file", not_mapping="must be a mapping with a 'sources:' list",
+                             allow_empty=False, error=SourcesError)
+    unknown = sorted(str(k) for k in set(data) - {"defaults", "sources"})  # a key may be a number or boolean
     if unknown:
         raise SourcesError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; known: defaults, sources")
     base_dir = path.parent.absolute()
@@ -331,7 +345,8 @@ def _parse_fields(raw: dict[str, Any], where: str) -> dict[str, Any]:
         value = raw.get(key)
         if value is not None:
             if not valid(value):
-                hint = " (YAML reads unquoted no/yes/on/off as booleans: quote the value)" if isinstance(value, bool) else ""
+                # only unquoted true/false are booleans now (YAML 1.2): no/yes/on/off arrive as text
+                hint = " (YAML reads unquoted true/false as booleans: quote the value)" if isinstance(value, bool) else ""
                 raise SourcesError(f"{where}: {key} must be {what}, got {value!r}{hint}")
             out[key] = keep(value)
     if raw.get("license") is not None:

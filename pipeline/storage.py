@@ -2,7 +2,7 @@
 
 Every file storyloom writes goes through :func:`atomic_write_bytes` (temp file in the same
 directory, fsync, rename), so a killed run never leaves a half-written file under a final name.
-A source is finished when its ``DONE.json`` marker is written, and that is written last.
+What in a source's work directory is still valid is decided by :mod:`pipeline.workdir`.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def read_json(path: Path) -> Any:
 
 @dataclass(frozen=True)
 class OutputLayout:
-    """The paths of an output directory (the contract in DESIGN.md)."""
+    """The paths of an output directory (the layout in ``pipeline/docs/contracts.md``)."""
 
     root: Path
 
@@ -101,9 +101,6 @@ class OutputLayout:
 
     def source_dir(self, source_id: str) -> Path:
         return self.work_dir / source_id
-
-    def done_marker(self, source_id: str) -> Path:
-        return self.source_dir(source_id) / "DONE.json"
 
     @property
     def download_archive(self) -> Path:

@@ -9,9 +9,9 @@ disk (the Content-Length is checked first when the server sends one). Files go t
 ``work/{source_id}/book/`` under names storyloom makes, never names the server chooses.
 
 For an HTML page, the images it references on its own host are downloaded too and listed in
-``url_map``; images on other hosts are not fetched (the HTML reader reports them). A rerun reuses
-``book-fetch.json`` when every file it lists is still there: the skip-if-present rule that the
-download archive gives videos.
+``url_map``; images on other hosts are not fetched (the HTML reader reports them). Whether a stored
+``book-fetch.json`` is reused is the work directory owner's decision (:mod:`pipeline.workdir`);
+:func:`read_fetched_book` refuses one whose files are gone.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import http.client
 import logging
 import posixpath
 import socket
-import time
 import urllib.error
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -29,8 +28,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin, urlparse
 
-from pipeline.config import EbookConfig, FetchConfig
 from pipeline.book.model import sniff_format
+from pipeline.config import EbookConfig, FetchConfig
+from pipeline.network import http_status, retry
 from pipeline.storage import atomic_write_json, read_json
 from pipeline.video.ytdlp import FetchError
 
@@ -40,7 +40,6 @@ FETCH_RECORD = "book-fetch.json"
 BOOK_DIR = "book"
 EBOOK_CONTENT_TYPES = ("application/pdf", "application/epub+zip", "application/zip", "application/x-zip-compressed")
 _EXTENSIONS = {"pdf": ".pdf", "epub": ".epub", "zip": ".zip", "html": ".html"}
-_PERMANENT = {400, 401, 403, 404, 405, 410, 451}
 _USER_AGENT = "storyloom (+https://github.com/storyloom)"
 
 
@@ -63,7 +62,7 @@ class FetchedBook:
 
 
 def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> FetchedBook:
-    """A local book as it is, or a book URL downloaded into ``dest_dir/book/`` (reused when complete)."""
+    """A local book as it is, or a book URL downloaded into ``dest_dir/book/``; ``book-fetch.json`` last."""
     dest_dir = Path(dest_dir).absolute()
     if item.path:
         path = Path(item.path)
@@ -71,10 +70,9 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
             raise FetchError(f"local book not found: {path}", permanent=True)
         if path.stat().st_size == 0:
             raise FetchError(f"local book is empty: {path}", permanent=True)
-        return FetchedBook(item.source_id, str(path.absolute()), path.absolute().as_uri())
-    previous = _previous(item, dest_dir)
-    if previous is not None:
-        return previous
+        fetched = FetchedBook(item.source_id, str(path.absolute()), path.absolute().as_uri())
+        atomic_write_json(dest_dir / FETCH_RECORD, fetched.to_dict())
+        return fetched
     url = item.url or ""
     book_dir = dest_dir / BOOK_DIR
     book_dir.mkdir(parents=True, exist_ok=True)
@@ -98,22 +96,19 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
     return fetched
 
 
-def _previous(item: Any, dest_dir: Path) -> FetchedBook | None:
-    try:
-        fetched = FetchedBook.from_dict(read_json(dest_dir / FETCH_RECORD))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    files = [Path(fetched.path)] + [Path(fetched.path).parent / f for f in fetched.url_map.values()]
-    if fetched.source_id != item.source_id or fetched.url != item.url or not all(f.is_file() for f in files):
-        return None
-    log.debug("%s: reusing %s", item.source_id, dest_dir / FETCH_RECORD)
+def read_fetched_book(dest_dir: Path) -> FetchedBook:
+    """The stored ``book-fetch.json``; raises FileNotFoundError when a file it lists is gone."""
+    fetched = FetchedBook.from_dict(read_json(Path(dest_dir) / FETCH_RECORD))
+    for path in [Path(fetched.path)] + [Path(fetched.path).parent / f for f in fetched.url_map.values()]:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} (listed in {FETCH_RECORD}) is gone")
     return fetched
 
 
 def _fetch_page_images(page: Path, url: str, book_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> dict[str, str]:
     """Download the images an HTML page references on its own host; a 404 is left for the reader to report."""
     from pipeline.book.html import parse_html
-    from pipeline.book.markup import IMAGE_EXTENSIONS, _STYLE_URL, attr, local
+    from pipeline.book.markup import IMAGE_EXTENSIONS, STYLE_URL, attr, local
 
     root = parse_html(page.read_bytes(), page.name)
     refs: list[str] = []
@@ -123,7 +118,7 @@ def _fetch_page_images(page: Path, url: str, book_dir: Path, fetch_cfg: FetchCon
             refs.append(attr(node, "src") or attr(node, "href") or "")
         elif tag == "a" and urlparse(attr(node, "href") or "").path.lower().endswith(IMAGE_EXTENSIONS):
             refs.append(attr(node, "href"))
-        if (style := attr(node, "style")) and (found := _STYLE_URL.search(style)):
+        if (style := attr(node, "style")) and (found := STYLE_URL.search(style)):
             refs.append(found.group(1))
     host = urlparse(url).netloc
     url_map: dict[str, str] = {}
@@ -145,21 +140,11 @@ def _fetch_page_images(page: Path, url: str, book_dir: Path, fetch_cfg: FetchCon
 
 
 def download(url: str, dest: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> str:
-    """Stream ``url`` to ``dest`` with retries and the size cap; returns the content type."""
-    attempt = 0
-    while True:
-        try:
-            return _download_once(url, dest, fetch_cfg, cfg)
-        except FetchError as err:
-            Path(dest).unlink(missing_ok=True)
-            if err.permanent or attempt >= fetch_cfg.retries:
-                if not err.permanent and attempt:
-                    err.message += f" (gave up after {attempt + 1} attempts)"
-                raise
-            delay = fetch_cfg.backoff_s * 2**attempt
-            attempt += 1
-            log.info("download %s failed (%s); retry %d/%d in %.1f s", url, err, attempt, fetch_cfg.retries, delay)
-            time.sleep(delay)
+    """Stream ``url`` to ``dest`` with retries (:func:`pipeline.network.retry`) and the size cap;
+    returns the content type. A failed attempt's partial file is deleted."""
+    return retry(lambda: _download_once(url, dest, fetch_cfg, cfg), retries=fetch_cfg.retries,
+                 backoff_s=fetch_cfg.backoff_s, what="download", url=url, catch=FetchError,
+                 cleanup=lambda: Path(dest).unlink(missing_ok=True), logger=log)
 
 
 def _download_once(url: str, dest: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> str:
@@ -185,10 +170,9 @@ def _download_once(url: str, dest: Path, fetch_cfg: FetchConfig, cfg: EbookConfi
                 raise FetchError(f"network error: {url} ended after {written} of {length} bytes", permanent=False, url=url)
             return (response.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     except urllib.error.HTTPError as exc:
-        text = f"HTTP {exc.code} {exc.reason} at {url}"
-        if exc.code in _PERMANENT:
-            raise FetchError(f"book unavailable: {text}", permanent=True, url=url) from exc
-        raise FetchError(f"server error: {text}", permanent=False, url=url) from exc
+        verdict = http_status(exc.code, "book")
+        raise FetchError(f"{verdict.label}: HTTP {exc.code} {exc.reason} at {url}",
+                         permanent=verdict.permanent, url=url) from exc
     except (urllib.error.URLError, socket.timeout, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise FetchError(f"network error: {reason} ({url})", permanent=False, url=url) from exc

@@ -98,7 +98,8 @@ class FrameKeeper:
     """Keeps frames in order; a dropped frame's text and time span move to a kept neighbour.
 
     The previous kept frame takes them; frames dropped before any is kept hand them to the first
-    frame kept after them. Shared by every filter that drops frames (here and in clip_stage).
+    frame kept after them, in their order. Shared by every filter that drops frames: this clean,
+    the CLIP filters (:mod:`pipeline.models.clip`) and the book clean (:mod:`pipeline.book.stages`).
     """
 
     def __init__(self, dropped: dict[str, int] | None = None):
@@ -114,7 +115,7 @@ class FrameKeeper:
             self._orphans.append(frame)
 
     def keep(self, frame: FrameCandidate) -> None:
-        for orphan in self._orphans:
+        for orphan in reversed(self._orphans):  # each goes in front: the earliest must end up first
             _merge_into(frame, orphan, after=False)
         self._orphans = []
         self.kept.append(frame)

@@ -10,8 +10,11 @@ before automatic; info.json) -> verify the file with PyAV. Everything yt-dlp wri
 Errors come out as :class:`FetchError` (from :mod:`pipeline.video.ytdlp`, re-exported here):
 ``permanent`` ones (404, removed, no video on the page, policy skips with ``skipped`` set) fail
 at once; transient ones (timeouts, resets, HTTP 5xx/429) are retried with exponential backoff.
-A rerun is cheap: ``fetch.json`` (written last) is reused when its files are there, and the
-download archive stops yt-dlp from downloading a video again unless its files went missing.
+Whether a stored ``fetch.json`` is reused is the work directory owner's decision
+(:mod:`pipeline.workdir`); when the fetch runs again with the same settings, the download archive
+stops yt-dlp from downloading a video again unless its files went missing. ``fetch.json`` keeps
+what the site reported (``*_reported``); :func:`apply_overrides` lays the sources file's title,
+licence and language over it each time it is read, so editing those never needs a download.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat
 
 log = logging.getLogger(__name__)
 SUBTITLE_FORMATS = ("vtt", "srt")
+FETCH_RECORD = "fetch.json"  # written last: the fetch is complete
 _NOT_VIDEO = {"json", "vtt", "srt", "part", "ytdl", "tmp", "temp", "jpg", "webp", "png", "description"}
-__all__ = ["FetchError", "SUBTITLE_FORMATS", "classify", "extract_flat", "fetch_local", "fetch_video", "probe"]
+__all__ = ["FETCH_RECORD", "FetchError", "SUBTITLE_FORMATS", "apply_overrides", "classify", "extract_flat", "fetch_local",
+           "fetch_video", "probe", "read_fetched"]
 
 
 def probe(item: SourceItem, cfg: FetchConfig) -> dict[str, Any]:
@@ -76,9 +81,6 @@ def fetch_video(item: SourceItem, dest_dir: Path, cfg: FetchConfig, archive: Pat
     dest_dir.mkdir(parents=True, exist_ok=True)
     if item.path:
         return fetch_local(item, dest_dir, defaults)
-    previous = _previous_fetch(item, dest_dir, defaults)
-    if previous is not None:
-        return previous
     url = item.url or ""
     info = probe(item, cfg)
     reason = check_policy(item, info, defaults) or _size_policy(info, cfg)
@@ -118,7 +120,7 @@ def fetch_video(item: SourceItem, dest_dir: Path, cfg: FetchConfig, archive: Pat
         if found is not None:
             tracks.append(SubtitleTrack(str(found), lang, automatic, found.suffix[1:]))
     media = FetchedMedia(item.source_id, str(video), _media_info(item, info, duration), tracks)
-    atomic_write_json(dest_dir / "fetch.json", media.to_dict())
+    atomic_write_json(dest_dir / FETCH_RECORD, media.to_dict())
     return media
 
 
@@ -211,10 +213,12 @@ def _media_info(item: SourceItem, info: dict[str, Any], duration: float | None) 
         "extractor": info.get("extractor_key") or info.get("extractor"),
         "url": unsmuggle_url(url)[0] if url else None,
         "title": item.title or _page_title(info),
+        "title_reported": _page_title(info),
         "creator": next((info[k] for k in ("creator", "uploader", "channel", "artist") if info.get(k)), None),
         "license": item.license or normalize_license(info.get("license")),
         "license_reported": info.get("license"),
         "language": item.language or info.get("language"),
+        "language_reported": info.get("language"),
         "duration_s": round(float(duration), 3) if duration else None,
     }
 
@@ -228,23 +232,21 @@ def _page_title(info: dict[str, Any]) -> str | None:
     return title
 
 
-def _previous_fetch(item: SourceItem, dest_dir: Path, defaults: SourceDefaults) -> FetchedMedia | None:
-    """The saved fetch.json when its files are all there; policy re-checked with today's settings."""
-    try:
-        media = FetchedMedia.from_dict(read_json(dest_dir / "fetch.json"))
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    files = [Path(media.video_path)] + [Path(s.path) for s in media.subtitles]
-    if media.source_id != item.source_id or not all(p.is_file() and p.stat().st_size > 0 for p in files):
-        return None
-    reported = {"license": media.info.get("license_reported"), "duration": media.info.get("duration_s")}
-    reason = check_policy(item, reported, defaults)
-    if reason:
-        raise FetchError(reason, permanent=True, skipped=True, url=item.url)
-    media.info.update(title=item.title or media.info.get("title"),
-                      license=item.license or normalize_license(reported["license"]),
-                      language=item.language or media.info.get("language"))
-    log.debug("%s: reusing %s", item.source_id, dest_dir / "fetch.json")
+def read_fetched(dest_dir: Path) -> FetchedMedia:
+    """The stored ``fetch.json``; raises FileNotFoundError when it or one of its files is gone."""
+    media = FetchedMedia.from_dict(read_json(Path(dest_dir) / FETCH_RECORD))
+    for path in [Path(media.video_path)] + [Path(s.path) for s in media.subtitles]:
+        if not path.is_file() or path.stat().st_size == 0:
+            raise FileNotFoundError(f"{path} (listed in {FETCH_RECORD}) is gone")
+    return media
+
+
+def apply_overrides(media: FetchedMedia, item: SourceItem) -> FetchedMedia:
+    """The sources file's title, licence and language win over what the site reported."""
+    info = media.info
+    info.update(title=item.title or info.get("title_reported"),
+                license=item.license or normalize_license(info.get("license_reported")),
+                language=item.language or info.get("language_reported"))
     return media
 
 
@@ -266,12 +268,12 @@ def fetch_local(item: SourceItem, dest_dir: Path, defaults: SourceDefaults | Non
         raise FetchError(reason, permanent=True, skipped=True)
     tracks = _sidecar_subtitles(path, item.language)
     info = {"id": path.stem, "extractor": "local", "url": path.absolute().as_uri(), "title": item.title or path.stem,
-            "creator": None, "license": item.license, "license_reported": None, "language": item.language,
-            "duration_s": round(duration, 3) if duration else None}
+            "title_reported": path.stem, "creator": None, "license": item.license, "license_reported": None,
+            "language": item.language, "language_reported": None, "duration_s": round(duration, 3) if duration else None}
     media = FetchedMedia(item.source_id, str(path.absolute()), info, tracks)
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(dest_dir / "fetch.json", media.to_dict())
+    atomic_write_json(dest_dir / FETCH_RECORD, media.to_dict())
     return media
 
 

@@ -1,43 +1,143 @@
-"""The video path after fetching: keyframes, text, then one story (align, clean, encode).
+"""The video stages: fetch -> keyframes -> text -> assemble (align, clean, encode) into one story.
 
-Each stage persists its result inside the source's work directory, written atomically with the
-JSON index last, so a killed run resumes at the first stage whose index is missing:
+:data:`VIDEO_STAGES` declares what each stage reads and writes; the work directory owner
+(:class:`pipeline.workdir.SourceWork`) decides, by the one reuse rule, whether a stored output is
+still good. What each stage keeps in the source's work directory:
 
-    work/{source_id}/keyframes/keyframes.json + NNN.png   (run_keyframe_stage)
-    work/{source_id}/text.json                            (run_text_stage)
-    work/{source_id}/story.json + frames/NNN.jpg          (assemble_video_story)
+    fetch.json + video.* (+ subtitles, info.json)   fetch      (:mod:`pipeline.video.fetch`)
+    keyframes/keyframes.json + NNN.png              keyframes  (lossless, one per page)
+    text.json                                       text       (timed sentences)
+    clean.json, frames/NNN.jpg, story.json          assemble   (the finished story, story.json last)
+
+Three layers, each for its callers:
+
+- the *source* functions :func:`fetch`, :func:`keyframes`, :func:`text`, :func:`assemble` take a
+  :class:`~pipeline.workdir.SourceRun` (the flow calls them through ``SourceRun.step``), read what
+  earlier stages handed on, and fill in the source's row (title, frames, drops, notes);
+- the *work* functions :func:`fetch_media`, :func:`extract_keyframes`, :func:`transcribe`,
+  :func:`assemble_story` run one stage through the owner (reuse or compute);
+- the *compute* functions (:func:`compute_keyframes`, :func:`compute_text`, :func:`compute_story`)
+  do the work and write the outputs; :func:`compute_keyframes` is picklable, so it can run in a
+  worker process.
 """
 
 from __future__ import annotations
 
-import io
 import logging
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from pipeline import __version__
-from pipeline.config import IngestConfig, ShardConfig
-from pipeline.records import FetchedMedia, Frame, SourceInfo, Story
+from pipeline.config import IngestConfig, KeyframeConfig
+from pipeline.errors import StageError
+from pipeline.frames.encode import encode_frame, encode_png
+from pipeline.output.contract import (FRAMES_DIR, STORY_FILE, Frame, SourceInfo, Story, image_member, read_story,
+                                      write_finished_story)
+from pipeline.records import FetchedMedia
+from pipeline.sources import SourceDefaults, SourceItem, check_policy
 from pipeline.storage import atomic_write_bytes, atomic_write_json, read_json, reset_dir
+from pipeline.text.transcript import TextSourceError, Transcript
+from pipeline.video.fetch import FETCH_RECORD, FetchError, apply_overrides, fetch_local, fetch_video, read_fetched
+from pipeline.workdir import SourceRun, SourceWork, Stage, run_inline
 
 log = logging.getLogger(__name__)
 
 KEYFRAMES_DIR = "keyframes"
 KEYFRAMES_INDEX = "keyframes.json"
 TEXT_INDEX = "text.json"
-STORY_FILE = "story.json"
-FRAMES_DIR = "frames"
+CLEAN_INDEX = "clean.json"
 
 
-class NoTextError(Exception):
-    """The video has neither subtitles nor a transcript, and the config says to skip such stories."""
+class NarrationError(StageError):
+    """A video without narration to take text from: no subtitles and no audio track (failed), or no
+    text at all while ``text.on_missing`` is ``skip`` (skipped)."""
 
 
-class NoNarrationError(Exception):
-    """The video has no subtitles and no audio track: there is no narration to take text from."""
+# --------------------------------------------------------------------------- declarations
+
+
+def _subtitle_choice(cfg: IngestConfig) -> dict[str, Any]:
+    f = cfg.fetch
+    return {"subtitle_languages": list(f.subtitle_languages), "prefer_manual_subtitles": f.prefer_manual_subtitles,
+            "allow_auto_subtitles": f.allow_auto_subtitles}
+
+
+def _fetch_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
+    # what decides which files are downloaded; retries and timeouts do not change them
+    return {"input": item.identity(), "language": item.language, "subtitles": _subtitle_choice(cfg),
+            "max_height": cfg.fetch.max_height, "max_filesize_mb": cfg.fetch.max_filesize_mb}
+
+
+def _keyframe_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
+    settings = asdict(cfg.keyframes)
+    settings.pop("decode_threads")  # how fast, not what
+    return settings
+
+
+def _text_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
+    # on_missing only decides what happens to an empty transcript, after the stage
+    return {"source": cfg.text.source, "split_sentences": cfg.text.split_sentences, "subtitles": _subtitle_choice(cfg),
+            "asr": cfg.models.output_settings().get("asr"), "language": item.language}
+
+
+def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
+    models = cfg.models.output_settings()
+    return {"clean": asdict(cfg.clean), "image_max_side": cfg.shards.image_max_side,
+            "jpeg_quality": cfg.shards.jpeg_quality, "clip": models.get("clip"), "captions": models.get("captions"),
+            "source": item.overrides()}
+
+
+FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*"))
+KEYFRAMES = Stage("keyframes", 1, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
+TEXT = Stage("text", 1, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))
+ASSEMBLE = Stage("assemble", 1, _assemble_settings, outputs=(CLEAN_INDEX, FRAMES_DIR, STORY_FILE),
+                 after=("keyframes", "text"))
+VIDEO_STAGES = (FETCH, KEYFRAMES, TEXT, ASSEMBLE)
+
+
+def video_work(directory: Path, item: SourceItem, cfg: IngestConfig, defaults: SourceDefaults | None = None) -> SourceWork:
+    """The work directory owner of a video source."""
+    return SourceWork(directory, VIDEO_STAGES, cfg, item, (defaults or SourceDefaults()).policy())
+
+
+# --------------------------------------------------------------------------- fetch
+
+
+def fetch(run: SourceRun, cfg: IngestConfig, archive: Path | None = None,
+          defaults: SourceDefaults | None = None) -> FetchedMedia:
+    """The fetch stage of a source: the media, with the row's title, licence and language."""
+    media = fetch_media(run.work, run.item, cfg, archive, defaults)
+    info = media.info
+    run.result.title = info.get("title") or run.item.title
+    run.result.license = info.get("license") or run.item.license
+    run.result.language = info.get("language") or run.item.language
+    return media
+
+
+def fetch_media(work: SourceWork, item: SourceItem, cfg: IngestConfig, archive: Path | None = None,
+                defaults: SourceDefaults | None = None) -> FetchedMedia:
+    """Download (or take in place) the video and its subtitles, or reuse them; then today's policy.
+
+    The sources file's overrides are laid over the stored metadata, and its licence and duration
+    policy is checked again, every time: both may have changed since the download.
+    """
+    defaults = defaults or SourceDefaults()
+    if item.path:
+        compute = lambda: fetch_local(item, work.dir, defaults)  # noqa: E731
+    else:
+        compute = lambda: fetch_video(item, work.dir, cfg.fetch, archive, defaults)  # noqa: E731
+    media = apply_overrides(work.run("fetch", compute, lambda: read_fetched(work.dir)), item)
+    reported = {"license": media.info.get("license_reported"), "duration": media.info.get("duration_s")}
+    reason = check_policy(item, reported, defaults)
+    if reason:
+        raise FetchError(reason, skipped=True, url=item.url)
+    return media
+
+
+# --------------------------------------------------------------------------- keyframes
 
 
 @dataclass
@@ -53,96 +153,130 @@ class StoredKeyframe:
     still_s: float
 
 
-def run_keyframe_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig) -> list[StoredKeyframe]:
-    """Decode the video once and store one lossless keyframe per page (reused when present)."""
-    from PIL import Image
+@dataclass
+class KeyframeSet:
+    """What the keyframe stage hands on: the pages, and what decoding learnt about the video."""
 
+    keyframes: list[StoredKeyframe]
+    duration_s: float | None
+    fps: float | None
+    frames_decoded: int
+    has_audio: bool
+    stats: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["keyframes"] = [asdict(k) for k in self.keyframes]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "KeyframeSet":
+        return cls(keyframes=[StoredKeyframe(**k) for k in data["keyframes"]], duration_s=data.get("duration_s"),
+                   fps=data.get("fps"), frames_decoded=int(data.get("frames_decoded", 0)),
+                   has_audio=bool(data.get("has_audio", True)), stats=dict(data.get("stats") or {}))
+
+
+def keyframes(run: SourceRun, cfg: IngestConfig, run_in: Callable[..., Any] = run_inline) -> KeyframeSet:
+    """The keyframe stage of a source (decoding runs through ``run_in``: a worker process in a flow)."""
+    return extract_keyframes(run.work, run.outputs["fetch"], cfg, run_in)
+
+
+def extract_keyframes(work: SourceWork, media: FetchedMedia, cfg: IngestConfig,
+                      run_in: Callable[..., Any] = run_inline) -> KeyframeSet:
+    return work.run("keyframes", lambda: run_in(compute_keyframes, media.video_path, work.dir, cfg.keyframes),
+                    lambda: load_keyframes(work.dir))
+
+
+def compute_keyframes(video_path: str, work_dir: Path, cfg: KeyframeConfig) -> KeyframeSet:
+    """Decode the video once and store one lossless keyframe per page, the index last."""
     from pipeline.video.keyframes import detect_keyframes
 
-    out_dir = Path(work_dir) / KEYFRAMES_DIR
-    index = out_dir / KEYFRAMES_INDEX
-    if index.exists():
-        return [StoredKeyframe(**k) for k in read_json(index)["keyframes"]]
-    reset_dir(out_dir)
-    result = detect_keyframes(media.video_path, cfg.keyframes)
+    out_dir = reset_dir(Path(work_dir) / KEYFRAMES_DIR)
+    result = detect_keyframes(video_path, cfg)
     stored = []
     for i, key in enumerate(result.keyframes):
-        buffer = io.BytesIO()
-        Image.fromarray(key.image).save(buffer, format="PNG", compress_level=1)
         name = f"{i:03d}.png"
-        atomic_write_bytes(out_dir / name, buffer.getvalue())
-        stored.append(
-            StoredKeyframe(name, key.t_start, key.t_end, key.frame_time, key.sharpness, key.boundary, key.still_s)
-        )
-    atomic_write_json(
-        index,
-        {
-            "keyframes": [asdict(k) for k in stored],
-            "duration_s": result.duration_s,
-            "fps": result.fps,
-            "frames_decoded": result.frames_decoded,
-            "has_audio": result.has_audio,
-            "stats": result.stats,
-        },
-    )
-    log.info("%s: %d pages from %d frames", media.source_id, len(stored), result.frames_decoded)
-    return stored
+        atomic_write_bytes(out_dir / name, encode_png(key.image))
+        stored.append(StoredKeyframe(name, key.t_start, key.t_end, key.frame_time, key.sharpness, key.boundary, key.still_s))
+    found = KeyframeSet(stored, result.duration_s, result.fps, result.frames_decoded, result.has_audio, result.stats)
+    atomic_write_json(out_dir / KEYFRAMES_INDEX, found.to_dict())
+    log.info("%s: %d pages from %d frames", Path(work_dir).name, len(stored), result.frames_decoded)
+    return found
 
 
-def run_text_stage(media: FetchedMedia, work_dir: Path, cfg: IngestConfig):
-    """Subtitles or ASR as timed sentences; stored as text.json and reused when present.
+def load_keyframes(work_dir: Path) -> KeyframeSet:
+    found = KeyframeSet.from_dict(read_json(Path(work_dir) / KEYFRAMES_DIR / KEYFRAMES_INDEX))
+    for key in found.keyframes:
+        if not (Path(work_dir) / KEYFRAMES_DIR / key.file).is_file():
+            raise FileNotFoundError(f"keyframe {key.file} is gone")
+    return found
 
-    A stored transcript is reused only if it was made with the same ASR settings (none, when
-    ASR is off), so turning ASR on or changing its model redoes the text of unfinished sources.
-    """
-    from pipeline.text.transcript import Transcript, build_text_sources, extract_text
 
-    index = Path(work_dir) / TEXT_INDEX
-    asr = cfg.models.output_settings().get("asr")  # None without ASR
-    if index.exists():
-        stored = read_json(index)
-        if stored.get("asr") == asr:
-            return Transcript.from_dict(stored)
-    transcript = extract_text(media, build_text_sources(cfg.text, cfg.fetch, cfg.models))
-    data = transcript.to_dict()
-    if asr is not None:
-        data["asr"] = asr
-    atomic_write_json(index, data)
+# --------------------------------------------------------------------------- text
+
+
+def text(run: SourceRun, cfg: IngestConfig) -> Transcript:
+    """The text stage of a source: its narration as timed sentences, and whether it has any."""
+    transcript = transcribe(run.work, run.outputs["fetch"], cfg)
+    if not transcript.segments:
+        if not run.outputs["keyframes"].has_audio:
+            raise NarrationError("the video has no audio track and no subtitles: there is no narration to take text from")
+        if cfg.text.on_missing == "skip":
+            raise NarrationError("no subtitles and no transcript for this video (text.on_missing = skip)", skipped=True)
     return transcript
 
 
-def encode_frame(image: np.ndarray, cfg: ShardConfig) -> tuple[bytes, int, int]:
-    """RGB array -> JPEG bytes with the long side at most ``image_max_side`` (deterministic)."""
-    from PIL import Image
-
-    picture = Image.fromarray(image)
-    scale = cfg.image_max_side / max(picture.size)
-    if scale < 1:
-        size = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
-        picture = picture.resize(size, Image.Resampling.LANCZOS)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="JPEG", quality=cfg.jpeg_quality, optimize=False)
-    return buffer.getvalue(), picture.width, picture.height
+def transcribe(work: SourceWork, media: FetchedMedia, cfg: IngestConfig) -> Transcript:
+    return work.run("text", lambda: compute_text(media, work.dir, cfg),
+                    lambda: Transcript.from_dict(read_json(Path(work.dir) / TEXT_INDEX)))
 
 
-def video_source_info(media: FetchedMedia, text_origin: str, duration_s: float | None, has_audio: bool) -> SourceInfo:
-    info = media.info
-    return SourceInfo(
-        kind="video",
-        url=info.get("url"),
-        title=info.get("title"),
-        creator=info.get("creator"),
-        license=info.get("license"),
-        language=info.get("language"),
-        duration_s=info.get("duration_s") or duration_s,
-        extra={"source_id": media.source_id, "text_origin": text_origin, "has_audio": has_audio},
-    )
+def compute_text(media: FetchedMedia, work_dir: Path, cfg: IngestConfig) -> Transcript:
+    """Subtitles or ASR as timed sentences (:mod:`pipeline.text.narration`), stored as text.json."""
+    from pipeline.text.narration import build_text_sources
+    from pipeline.text.subtitles import SubtitleError
+    from pipeline.text.transcript import extract_text
+
+    try:
+        transcript = extract_text(media, build_text_sources(cfg.text, cfg.fetch, cfg.models))
+    except SubtitleError as exc:
+        raise TextSourceError(f"subtitles unusable: {exc}") from exc
+    data = transcript.to_dict()
+    asr = cfg.models.output_settings().get("asr")
+    if asr is not None:  # provenance: which model and settings made the text
+        data["asr"] = asr
+    atomic_write_json(Path(work_dir) / TEXT_INDEX, data)
+    return transcript
 
 
-def assemble_video_story(
-    media: FetchedMedia, work_dir: Path, cfg: IngestConfig, keyframes: list[StoredKeyframe], transcript
-) -> tuple[Story, dict[str, int]]:
-    """Align text to keyframes, clean, encode the frames and write story.json + frames/.
+# --------------------------------------------------------------------------- assemble
+
+
+def assemble(run: SourceRun, cfg: IngestConfig) -> Story:
+    """The assemble stage of a source: its story, and the row's counts and notes."""
+    transcript: Transcript = run.outputs["text"]
+    story, dropped = assemble_story(run.work, run.item, cfg, run.outputs["fetch"], run.outputs["keyframes"], transcript)
+    run.result.story_id = story.story_id
+    run.result.frames = len(story.frames)
+    run.result.dropped = dropped
+    if transcript.origin == "none":  # kept, but say why every text is empty: a note, not a failure
+        run.note("no subtitles found: frames kept with empty texts (flag no_text_source)")
+    elif not run.outputs["keyframes"].has_audio:
+        run.note("the video has no audio track; texts come from its subtitles")
+    return story
+
+
+def assemble_story(work: SourceWork, item: SourceItem, cfg: IngestConfig, media: FetchedMedia, found: KeyframeSet,
+                   transcript: Transcript) -> tuple[Story, dict[str, int]]:
+    def load() -> tuple[Story, dict[str, int]]:
+        return read_story(work.dir), dict(read_json(Path(work.dir) / CLEAN_INDEX)["dropped"])
+
+    return work.run("assemble", lambda: compute_story(media, work.dir, cfg, found, transcript), load)
+
+
+def compute_story(media: FetchedMedia, work_dir: Path, cfg: IngestConfig, found: KeyframeSet,
+                  transcript: Transcript) -> tuple[Story, dict[str, int]]:
+    """Align text to keyframes, clean, encode the frames and write the finished story.
 
     With CLIP enabled, the model-free clean is followed by CLIP's filters, near-duplicates and
     sentence realignment (:func:`pipeline.models.clip.refine_with_clip`); with a captioner, every
@@ -150,28 +284,17 @@ def assemble_video_story(
     """
     from PIL import Image
 
-    from pipeline.text.align import align_by_time
     from pipeline.frames.clean import FrameCandidate, clean_frames
+    from pipeline.text.align import align_by_time
 
     work_dir = Path(work_dir)
-    video_index = read_json(work_dir / KEYFRAMES_DIR / KEYFRAMES_INDEX)
-    if not transcript.segments:
-        if not video_index.get("has_audio", True):
-            raise NoNarrationError("the video has no audio track and no subtitles: there is no narration to take text from")
-        if cfg.text.on_missing == "skip":
-            raise NoTextError("no subtitles and no transcript for this video (text.on_missing = skip)")
-    spans = [(k.t_start, k.t_end) for k in keyframes]
-    texts = align_by_time(transcript.segments, spans)
+    texts = align_by_time(transcript.segments, [(k.t_start, k.t_end) for k in found.keyframes])
     candidates = []
-    for key, text in zip(keyframes, texts):
+    for key, aligned in zip(found.keyframes, texts):
         with Image.open(work_dir / KEYFRAMES_DIR / key.file) as picture:
             image = np.asarray(picture.convert("RGB"))
-        flags = list(text.flags)
-        if transcript.origin == "none":
-            flags.append("no_text_source")
-        candidates.append(
-            FrameCandidate(image, key.t_start, key.t_end, text.text, text.score, flags, key.boundary)
-        )
+        flags = list(aligned.flags) + (["no_text_source"] if transcript.origin == "none" else [])
+        candidates.append(FrameCandidate(image, key.t_start, key.t_end, aligned.text, aligned.score, flags, key.boundary))
     cleaned = clean_frames(candidates, cfg.clean)
     if cfg.models.clip.enabled and cleaned.kept:
         from pipeline.models.clip import refine_with_clip
@@ -183,46 +306,33 @@ def assemble_video_story(
         for frame, caption in zip(cleaned.kept, caption_images([f.image for f in cleaned.kept], cfg.models)):
             frame.caption = caption
 
-    frames_dir = reset_dir(work_dir / FRAMES_DIR)
-    frames = []
+    frames, media_files = [], {}
     for i, frame in enumerate(cleaned.kept):
         data, width, height = encode_frame(frame.image, cfg.shards)
-        atomic_write_bytes(frames_dir / f"{i:03d}.jpg", data)
-        frames.append(
-            Frame(
-                index=i,
-                image=f"{i:03d}.jpg",
-                width=width,
-                height=height,
-                t_start=frame.t_start,
-                t_end=frame.t_end,
-                text=frame.text,
-                caption=frame.caption,
-                scores={
-                    "align": None if frame.align_score is None else round(frame.align_score, 4),
-                    "clip": None if frame.clip_score is None else round(frame.clip_score, 4),
-                },
-                flags=sorted(set(frame.flags)),
-            )
-        )
-    duration = video_index.get("duration_s")
-    source = video_source_info(media, transcript.origin, duration, bool(video_index.get("has_audio", True)))
-    if transcript.origin.startswith("asr:"):  # the language Whisper heard (or was told)
-        source.extra["asr_language"] = transcript.language
-        source.language = source.language or transcript.language
-    story = Story(
-        story_id=media.source_id,
-        source=source,
-        frames=frames,
-        pipeline={"version": __version__, "config_hash": cfg.hash()},
-    )
-    atomic_write_bytes(work_dir / STORY_FILE, story.to_json().encode("utf-8"))
+        media_files[image_member(i)] = data
+        frames.append(Frame(
+            index=i, image=image_member(i), width=width, height=height, t_start=frame.t_start, t_end=frame.t_end,
+            text=frame.text, caption=frame.caption,
+            scores={"align": None if frame.align_score is None else round(frame.align_score, 4),
+                    "clip": None if frame.clip_score is None else round(frame.clip_score, 4)},
+            flags=sorted(set(frame.flags)),
+        ))
+    story = Story(story_id=media.source_id, source=video_source_info(media, transcript, found), frames=frames,
+                  pipeline={"version": __version__, "config_hash": cfg.hash()})
+    atomic_write_json(work_dir / CLEAN_INDEX, {"dropped": cleaned.dropped})
+    write_finished_story(work_dir, story, media_files)
     return story, cleaned.dropped
 
 
-def clear_stage_outputs(work_dir: Path) -> None:
-    """Forget every stage output of a source (used when its inputs or config changed)."""
-    for name in (KEYFRAMES_DIR, FRAMES_DIR):
-        shutil.rmtree(Path(work_dir) / name, ignore_errors=True)
-    for name in (TEXT_INDEX, STORY_FILE):
-        (Path(work_dir) / name).unlink(missing_ok=True)
+def video_source_info(media: FetchedMedia, transcript: Transcript, found: KeyframeSet) -> SourceInfo:
+    info = media.info
+    source = SourceInfo(
+        kind="video", url=info.get("url"), title=info.get("title"), creator=info.get("creator"),
+        license=info.get("license"), language=info.get("language"), duration_s=info.get("duration_s") or found.duration_s,
+        extra={"source_id": media.source_id, "text_origin": transcript.origin, "has_audio": found.has_audio},
+    )
+    if transcript.origin.startswith("asr:"):  # the language Whisper heard (or was told)
+        source.extra["asr_language"] = transcript.language
+        source.language = source.language or transcript.language
+    return source
+

@@ -135,18 +135,21 @@ def picture_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def parse_book(path: Path, work_dir: Path, cfg=None, **item_fields):
-    """Run the book parse stage on a local file; returns its index and the stored frame pictures."""
+    """Run the book parse stage (through the work directory owner) on a local file; returns its
+    index and the stored frame pictures."""
     from PIL import Image
 
-    from pipeline.config import IngestConfig
     from pipeline.book.fetch import FetchedBook
-    from pipeline.book.stages import PAIRS_DIR, run_book_parse_stage
+    from pipeline.book.stages import PAIRS_DIR, book_work
+    from pipeline.book.stages import parse_book as parse_stage
+    from pipeline.config import IngestConfig
     from pipeline.sources import SourceItem
 
     path = Path(path)
+    cfg = cfg or IngestConfig()
     item = SourceItem(source_id="book", input=str(path), kind="ebook", path=str(path), **item_fields)
-    result = run_book_parse_stage(FetchedBook("book", str(path), path.as_uri()), item, Path(work_dir),
-                                  cfg or IngestConfig())
+    work = book_work(Path(work_dir), item, cfg)
+    result = parse_stage(work, item, FetchedBook("book", str(path), path.as_uri()), cfg)
     images = [np.asarray(Image.open(Path(work_dir) / PAIRS_DIR / f["file"]).convert("RGB")) for f in result["frames"]]
     return result, images
 

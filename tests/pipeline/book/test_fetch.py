@@ -43,11 +43,17 @@ def item(url: str) -> SourceItem:
 
 
 def test_download_then_reuse_without_a_request(site, tmp_path):
-    fetched = fetch_book(item(site.url("book.pdf")), tmp_path, CFG, EBOOK)
+    """The fetch stage through the work directory owner, run twice on one directory."""
+    from pipeline.book.stages import book_work, fetch_book_file
+    from pipeline.config import IngestConfig
+
+    cfg = IngestConfig(fetch=CFG, ebook=EBOOK)
+    book = item(site.url("book.pdf"))
+    fetched = fetch_book_file(book_work(tmp_path, book, cfg), book, cfg)
     assert Path(fetched.path) == tmp_path / "book" / "book.pdf" and fetched.url == site.url("book.pdf")
     assert Path(fetched.path).read_bytes() == (site.root / "book.pdf").read_bytes()
     assert (tmp_path / FETCH_RECORD).is_file() and not list(tmp_path.rglob("*.part"))
-    again = fetch_book(item(site.url("book.pdf")), tmp_path, CFG, EBOOK)
+    again = fetch_book_file(book_work(tmp_path, book, cfg), book, cfg)
     assert again == fetched and site.gets("book.pdf") == 1
 
 
@@ -62,6 +68,15 @@ def test_transient_errors_are_retried_and_404_is_not(site, tmp_path):
     with pytest.raises(FetchError, match="404") as err:
         fetch_book(item(site.url("nothing.pdf")), tmp_path / "c", CFG, EBOOK)
     assert err.value.permanent and site.gets("nothing.pdf") == 1
+
+
+@pytest.mark.parametrize("code, text", [(403, "access denied: HTTP 403"), (402, "book unavailable: HTTP 402"),
+                                        (418, "book unavailable: HTTP 418")])
+def test_other_4xx_are_permanent_like_for_videos(site, tmp_path, code, text):
+    site.fail("book.pdf", [code])
+    with pytest.raises(FetchError, match=text) as err:
+        fetch_book(item(site.url("book.pdf")), tmp_path, CFG, EBOOK)
+    assert err.value.permanent and site.gets("book.pdf") == 1 and not list(tmp_path.rglob("*.part"))
 
 
 def test_size_cap_stops_the_download(site, tmp_path):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from pipeline.config import EbookConfig, IngestConfig
-from pipeline.book.model import EbookError, open_book
+from pipeline.book.model import EbookError
+from pipeline.book.reader import open_book
 from pipeline.book.pdf import read_pdf
 from tests.bookgen import AUTHOR, ILLUSTRATOR, TITLE, assert_matches, parse_book, picture
 from tests.bookgen.pdf import LAYOUTS, _Pdf, write_pdf
@@ -129,14 +130,14 @@ def test_parse_index_is_reused_with_the_same_config_only(books, tmp_path):
 def test_licence_policy_skips_a_book(books, tmp_path):
     from pipeline.config import IngestConfig as Config
     from pipeline.book.fetch import FetchedBook
-    from pipeline.book.stages import run_book_parse_stage
+    from pipeline.book.stages import book_work, parse_book
     from pipeline.sources import SourceDefaults, SourceItem
 
     path = books["below"].path
     item = SourceItem(source_id="b", input=str(path), kind="ebook", path=str(path))
     with pytest.raises(EbookError, match="licence CC-BY not allowed") as err:
-        run_book_parse_stage(FetchedBook("b", str(path), path.as_uri()), item, tmp_path, Config(),
-                             SourceDefaults(license_allow=("CC0",)))
+        parse_book(book_work(tmp_path, item, Config()), item, FetchedBook("b", str(path), path.as_uri()), Config(),
+                   SourceDefaults(license_allow=("CC0",)))
     assert err.value.skipped
 
 

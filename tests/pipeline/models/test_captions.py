@@ -44,7 +44,8 @@ def test_off_by_default_and_empty_input():
 
 def test_book_frames_get_model_captions_and_clip_scores(tmp_path):
     """The book path calls the same captioner and CLIP as videos: captions and scores.clip per frame."""
-    from pipeline.book.stages import assemble_book_story
+    from pipeline.book.stages import assemble_book, book_work
+    from pipeline.sources import SourceItem
     from tests.bookgen import parse_book
     from tests.bookgen.html import write_html
     from tests.model_helpers import write_tiny_models
@@ -53,11 +54,12 @@ def test_book_frames_get_model_captions_and_clip_scores(tmp_path):
     pairs, _ = parse_book(truth.path, tmp_path / "work")
     tiny = write_tiny_models(tmp_path / "models")
     with_models = IngestConfig.from_dict({"models": tiny.models_section("clip", "captions")})
-    story = assemble_book_story("book", tmp_path / "work", with_models, pairs)
+    item = SourceItem(source_id="book", input=str(truth.path), kind="ebook", path=str(truth.path))
+    story = assemble_book(book_work(tmp_path / "work", item, with_models), item, with_models, pairs)
     assert len(story.frames) == len(truth.frames) > 0
     assert all(isinstance(f.caption, str) and f.caption for f in story.frames)
     assert all(isinstance(f.scores["clip"], float) and -1 <= f.scores["clip"] <= 1 for f in story.frames)
 
-    without = assemble_book_story("book", tmp_path / "work", IngestConfig(), pairs)
+    without = assemble_book(book_work(tmp_path / "work", item, IngestConfig()), item, IngestConfig(), pairs)
     assert [f.caption for f in without.frames] == [f["caption"] for f in pairs["frames"]]  # the book's alt text
     assert all(f.scores["clip"] is None for f in without.frames)

@@ -15,7 +15,8 @@ from pipeline.text.asr import (  # noqa: E402
 from pipeline.config import IngestConfig  # noqa: E402
 from pipeline.records import FetchedMedia, SubtitleTrack  # noqa: E402
 from pipeline.synthetic import PageSpec, VideoSpec, write_garbage_subtitles, write_story_video, write_truncated_mp4  # noqa: E402
-from pipeline.text.transcript import SubtitleTextSource, build_text_sources, extract_text  # noqa: E402
+from pipeline.text.narration import build_text_sources  # noqa: E402
+from pipeline.text.transcript import SubtitleTextSource, extract_text  # noqa: E402
 from tests.model_helpers import WHISPER_LANGUAGES, write_tiny_whisper  # noqa: E402
 
 PAGES = ["Pip the fox woke up in the cold.", "She went to look for a warmer home.", "It was just right."]
@@ -123,18 +124,25 @@ def test_fallbacks_between_subtitles_and_asr(whisper_dir, videos, tmp_path):
 
 
 def test_stored_text_is_redone_when_asr_settings_change(whisper_dir, videos, tmp_path):
-    from pipeline.video.stages import TEXT_INDEX, run_text_stage
+    """The text stage through the work directory owner: its key holds the ASR settings."""
+    from pipeline.sources import SourceItem
+    from pipeline.video.stages import TEXT_INDEX, transcribe, video_work
 
     voiced = videos[0]
     work = tmp_path / "work"
-    assert run_text_stage(media(voiced), work, IngestConfig()).origin == "none"
+    item = SourceItem(source_id=voiced.name, input=str(voiced.video), kind="video", path=str(voiced.video))
+
+    def run_text_stage(cfg):
+        return transcribe(video_work(work, item, cfg), media(voiced), cfg)
+
+    assert run_text_stage(IngestConfig()).origin == "none"
     with_asr = cfg_with(whisper_dir)
-    first = run_text_stage(media(voiced), work, with_asr)
+    first = run_text_stage(with_asr)
     assert first.origin.startswith("asr:")
     stamp = (work / TEXT_INDEX).stat().st_mtime_ns
-    again = run_text_stage(media(voiced), work, with_asr)  # same settings: reused as stored
+    again = run_text_stage(with_asr)  # same settings: reused as stored
     assert (work / TEXT_INDEX).stat().st_mtime_ns == stamp and again.to_dict() == first.to_dict()
-    assert run_text_stage(media(voiced), work, IngestConfig()).origin == "none"  # ASR off again
+    assert run_text_stage(IngestConfig()).origin == "none"  # ASR off again
 
 
 def test_faster_whisper_backend_behind_the_same_interface(videos, tmp_path):

@@ -3,6 +3,8 @@ retries, permanent errors, policy skips, local files, and nothing written outsid
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import json
 import os
 import sys
@@ -84,24 +86,38 @@ def test_direct_mp4_link(site, tmp_path):
 
 
 def test_rerun_skips_download_until_files_go_missing(site, tmp_path):
+    """The fetch stage through the work directory owner, run again and again on one directory."""
+    from pipeline.config import IngestConfig
+    from pipeline.video.stages import fetch_media, video_work
+
     item, dest, archive = video_item(site.url("page.html")), tmp_path / "d", tmp_path / "archive.txt"
-    first = fetch_video(item, dest, CFG, archive=archive)
+    cfg = IngestConfig(fetch=CFG)
+
+    def fetch():
+        return fetch_media(video_work(dest, item, cfg), item, cfg, archive)
+
+    first = fetch()
     assert site.gets("v.mp4") == 1 and archive.read_text().strip()
 
     before = sum(site.requests.counts.values())
-    assert fetch_video(item, dest, CFG, archive=archive).to_dict() == first.to_dict()
+    assert fetch().to_dict() == first.to_dict()
     assert sum(site.requests.counts.values()) == before  # fetch.json reused: no request at all
 
     (dest / "fetch.json").unlink()
     mtime = os.stat(first.video_path).st_mtime_ns
-    assert fetch_video(item, dest, CFG, archive=archive).video_path == first.video_path
+    assert fetch().video_path == first.video_path
     assert site.gets("page.html") == 2 and site.gets("v.mp4") == 1  # archive: probe only
     assert os.stat(first.video_path).st_mtime_ns == mtime
 
     (dest / "fetch.json").unlink()
     Path(first.video_path).unlink()  # the archive says done, but the file is gone
-    fetch_video(item, dest, CFG, archive=archive)
+    fetch()
     assert site.gets("v.mp4") == 2 and Path(first.video_path).stat().st_size > 0
+
+    # other download settings: the stored download is not theirs, so it is fetched again
+    taller = IngestConfig(fetch=replace(CFG, max_height=720))
+    fetch_media(video_work(dest, item, taller), item, taller, archive)
+    assert site.gets("v.mp4") == 3
 
 
 def test_404_is_permanent_and_not_retried(site, tmp_path):
@@ -281,6 +297,27 @@ def test_removed_video_errors_are_permanent():
     assert err.permanent and str(err) == "Private video. Sign in if you've been granted access (https://www.youtube.com/watch?v=abc)"
     assert not classify(DownloadError("ERROR: Read timed out."), "u").permanent
     assert classify(DownloadError("ERROR: Requested format is not available"), "u").permanent
+
+
+@pytest.mark.parametrize("code, permanent, label", [
+    (402, True, "video unavailable"), (418, True, "video unavailable"), (451, True, "access denied"),
+    (408, False, "server error"), (502, False, "server error"),
+])
+def test_classify_uses_the_shared_status_table(code, permanent, label):
+    import io
+
+    from yt_dlp.networking.common import Response
+    from yt_dlp.networking.exceptions import HTTPError
+    from yt_dlp.utils import DownloadError
+
+    try:
+        raise HTTPError(Response(io.BytesIO(b""), "http://h/v.mp4", {}, status=code, reason="Why"))
+    except HTTPError as exc:
+        wrapped = DownloadError(f"ERROR: {exc}", sys.exc_info())
+    err = classify(wrapped, "http://h/page")
+    assert err.permanent is permanent and str(err) == f"{label}: HTTP {code} Why at http://h/v.mp4"
+    # a bare "HTTP Error NNN" in an unclassified message is judged by the same table
+    assert classify(DownloadError(f"ERROR: Unable to download webpage: HTTP Error {code}: Why"), "u").permanent is permanent
 
 
 def test_find_ffmpeg_order(tmp_path, monkeypatch):

@@ -9,7 +9,7 @@ Flattened pages, where the illustration is not an embedded image of its own, are
 rendered page: vector artwork (no illustration-sized image, but paths covering the page), and
 scans (one image covering the page with an invisible text layer, so the words are pixels of the
 image). The crop is the ink on a low-resolution render once the text boxes are blanked out;
-text that sits inside the crop becomes the frame's mask (burnt-in text, see DESIGN.md).
+text that sits inside the crop becomes the frame's mask (burnt-in text, :mod:`pipeline.output.contract`).
 
 Refused: encrypted files (a user password, or an owner password restricting use), truncated or
 corrupt files (no ``%%EOF`` at the end, or pdfium cannot load them), too many pages.

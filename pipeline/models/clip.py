@@ -17,8 +17,10 @@ embeds the kept frames in batches and
 4. sets ``scores.clip``: the cosine similarity of each frame's image and its text.
 
 Text of a dropped frame moves to the previous kept frame (the next one when none is kept yet), as
-in :mod:`pipeline.frames.clean`, so no narration is lost. Books call the same function without sentences
-(steps 1, 2 and 4), or :func:`clip_scores` alone.
+in :mod:`pipeline.frames.clean`, so no narration is lost. Videos go through all of this (the
+video assemble stage). Books get :func:`clip_scores` only (``scores.clip`` per frame): their
+frames are illustrations already paired by the book's own structure, and a picture book may
+well illustrate with photographs or lettering, which the photo and text-card filters would drop.
 """
 
 from __future__ import annotations

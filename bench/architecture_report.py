@@ -16,19 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.architecture import (  # noqa: E402
-    format_cycles,
-    import_cycles,
-    import_graph,
-    missing_docstrings,
-    module_lines,
-    parse_errors,
-    prefect_imports,
-    private_attribute_uses,
-    private_imports,
-    project_modules,
-    unresolved_imports,
-)
+from tests import architecture as arch  # noqa: E402
 
 DEFAULT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     root = args.root.resolve()
 
-    modules = project_modules(root)
-    lines = module_lines(root)
+    modules = arch.project_modules(root)
+    lines = arch.module_lines(root)
     print(f"architecture of {root}: {len(modules)} modules, {sum(n for _, n in lines)} lines")
 
-    errors = parse_errors(root)
+    errors = arch.parse_errors(root)
     if errors:
         _section("modules that do not parse (left out of every check)", errors, lambda e: f"{e[0]}: {e[1]}")
 
@@ -58,16 +46,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, count in lines[: args.top]:
         print(f"  {count:6d}  {modules[name].relative_to(root).as_posix()}  ({name})")
 
-    graph = import_graph(root)
-    cycles = import_cycles(graph)
+    graph = arch.import_graph(root)
+    cycles = arch.import_cycles(graph)
     print()
-    print(format_cycles(graph, cycles))
+    print(arch.format_cycles(graph, cycles))
 
-    _section("private cross-module imports (`from X import _name`)", private_imports(root))
-    _section("private names of other modules used as `module._name`", private_attribute_uses(root))
-    _section("Prefect imports in pipeline/", prefect_imports(root, "pipeline"))
-    _section("modules without a docstring", missing_docstrings(root), str)
-    unresolved = unresolved_imports(root)
+    _section("private cross-module imports (`from X import _name`)", arch.private_imports(root))
+    _section("private names of other modules used as `module._name`", arch.private_attribute_uses(root))
+    _section("Prefect imports in pipeline/", arch.prefect_imports(root, "pipeline"))
+    _section("modules without a docstring", arch.missing_docstrings(root), str)
+    unresolved = arch.unresolved_imports(root)
     if unresolved:
         _section("imports of project modules that do not exist", unresolved)
     return 0

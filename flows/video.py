@@ -4,7 +4,7 @@ Each task is one line of wiring around a stage of :mod:`pipeline.video.stages`: 
 through :meth:`pipeline.workdir.SourceRun.step` (timed; a per-source problem becomes the source's
 failure and the later tasks pass it on untouched) and hands the source on. Fetching retries at the
 task level too (``run.task_retries``); keyframe decoding runs in the run's process pool; ASR,
-CLIP and captions hold a model slot. The last task writes the source's marker.
+CLIP and captions hold a model slot. The last task (:mod:`flows.common`) writes the marker.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.common import assemble_task
 from flows.resources import RunResources
 from pipeline.config import IngestConfig
-from pipeline.records import SourceResult
 from pipeline.sources import SourceDefaults
 from pipeline.video import stages as video
 from pipeline.workdir import SourceRun
@@ -42,18 +42,10 @@ def text_task(run: SourceRun, cfg: IngestConfig, resources: RunResources) -> Sou
     return run
 
 
-@task(name="assemble", cache_policy=NO_CACHE)
-def assemble_task(run: SourceRun, cfg: IngestConfig, resources: RunResources) -> SourceResult:
-    """Align, clean and encode the story, then write the source's marker (last)."""
-    with resources.model_slot(cfg.models.clip.enabled or cfg.models.captions.enabled):
-        run.step("assemble", video.assemble, cfg)
-    return run.finish()
-
-
 def submit_video(run: SourceRun, cfg: IngestConfig, defaults: SourceDefaults, resources: RunResources,
                  archive: Path) -> Any:
     """Chain the tasks of one video source; returns the future of its SourceResult."""
     fetched = fetch_task.with_options(retries=cfg.run.task_retries).submit(run, cfg, archive, defaults)
     keyed = keyframes_task.submit(fetched, cfg, resources)
     texted = text_task.submit(keyed, cfg, resources)
-    return assemble_task.submit(texted, cfg, resources)
+    return assemble_task.submit(texted, cfg, resources, video.assemble)

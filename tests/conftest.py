@@ -1,4 +1,5 @@
-"""Shared test fixtures: a real HTTP server on 127.0.0.1 serving a temp directory."""
+"""Shared test fixtures: a real HTTP server on 127.0.0.1 serving a temp directory, a Prefect API,
+story datasets and tiny models, and the files of a dataset that must be reproducible."""
 
 from __future__ import annotations
 
@@ -40,6 +41,20 @@ class StaticServer:
     def close(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+DATASET_FILES = ("shards", "manifest.json", "manifest-train.json", "manifest-test.json", "catalog.parquet", "card.md")
+
+
+def dataset_files(out: Path) -> dict[str, bytes]:
+    """The bytes of every file of an output directory that must be reproducible (not sources.parquet:
+    it holds timings)."""
+    files = {}
+    for name in DATASET_FILES:
+        path = out / name
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+            files[str(file.relative_to(out))] = file.read_bytes()
+    return files
 
 
 @pytest.fixture

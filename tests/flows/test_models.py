@@ -26,11 +26,10 @@ pytest.importorskip("transformers")
 from flows.cli import main as storyloom  # noqa: E402
 from pipeline.models import loading as model_loading  # noqa: E402
 from pipeline.synthetic import PageSpec, VideoSpec, write_story_video  # noqa: E402
-from tests.conftest import StaticServer  # noqa: E402
+from tests.conftest import StaticServer, dataset_files  # noqa: E402
 from tests.model_helpers import WHISPER_LANGUAGES, write_tiny_models  # noqa: E402
 from tests.flows.test_video import STORY, page_html, read_stories  # noqa: E402
 
-COMPARED = ("shards", "manifest.json", "manifest-train.json", "manifest-test.json", "catalog.parquet", "card.md")
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +67,6 @@ def run(sources: Path, out: Path, config: str | None = None) -> int:
     return storyloom(args)
 
 
-def outputs(out: Path) -> dict[str, bytes]:
-    files = {}
-    for name in COMPARED:
-        path = out / name
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            files[str(file.relative_to(out))] = file.read_bytes()
-    return files
-
-
 @pytest.fixture(scope="module")
 def model_free(site, prefect_harness, tmp_path_factory):
     sources, _ = site
@@ -91,7 +81,7 @@ def test_disabled_models_reproduce_the_model_free_output_exactly(site, tiny, mod
     config = write_config(tmp_path / "config.yaml", tiny.models_section(asr={"mode": "always"}))
     assert run(sources, out, config) == 0
     assert json.loads((out / "config.json").read_text())["config"]["models"]["asr"]["model"] == str(tiny.whisper)
-    expected, got = outputs(model_free), outputs(out)
+    expected, got = dataset_files(model_free), dataset_files(out)
     assert any(name.startswith("shards/") for name in expected)
     assert got.keys() == expected.keys()
     for name in expected:

@@ -19,10 +19,9 @@ import yaml
 from flows.cli import main as storyloom
 from pipeline.synthetic import PageSpec, VideoSpec, write_story_video
 from tests.bookgen.pdf import write_pdf
-from tests.conftest import StaticServer
+from tests.conftest import StaticServer, dataset_files
 from tests.flows.test_video import STORY
 
-COMPARED = ("shards", "manifest.json", "manifest-train.json", "manifest-test.json", "catalog.parquet", "card.md")
 VIDEO = {"fetch", "keyframes", "text", "assemble"}
 BOOK = {"fetch", "parse", "assemble"}
 
@@ -51,15 +50,6 @@ def sources(tmp_path_factory):
     server.close()
 
 
-def outputs(out: Path) -> dict[str, bytes]:
-    files = {}
-    for name in COMPARED:
-        path = out / name
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-            files[str(file.relative_to(out))] = file.read_bytes()
-    return files
-
-
 def ingest(sources: Path, out: Path, config: dict) -> dict[str, dict]:
     out.parent.mkdir(parents=True, exist_ok=True)
     config_file = out.parent / f"{out.name}-config.yaml"
@@ -81,7 +71,7 @@ def test_a_changed_stage_setting_redoes_that_stage_and_what_follows_and_nothing_
     config = {"fetch": {"retries": 1, "backoff_s": 0.05}}
     rows = ingest(sources, history, config)
     assert {row["status"] for row in rows.values()} == {"ok"} and all(row["reused"] == [] for row in rows.values())
-    first = outputs(history)
+    first = dataset_files(history)
     assert any(name.startswith("shards/") for name in first)
 
     for n, (stage, change, video_reused, book_reused) in enumerate(STEPS):
@@ -89,7 +79,7 @@ def test_a_changed_stage_setting_redoes_that_stage_and_what_follows_and_nothing_
         rows = ingest(sources, history, config)
         fresh = tmp_path / f"fresh-{n}" / history.name  # same name: the card is titled after it
         fresh_rows = ingest(sources, fresh, config)
-        assert outputs(history) == outputs(fresh), f"after changing {stage}: history differs from a fresh run"
+        assert dataset_files(history) == dataset_files(fresh), f"after changing {stage}: history differs from a fresh run"
         assert set(rows["video"]["reused"]) == video_reused, (stage, rows["video"])
         assert set(rows["ebook"]["reused"]) == book_reused, (stage, rows["ebook"])
         assert all(row["reused"] == [] for row in fresh_rows.values())

@@ -57,6 +57,8 @@ def _ingest(args: argparse.Namespace) -> int:
     workers = cfg.run.download_workers + cfg.run.decode_workers + 1
     flow = ingest.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     summary = flow(str(Path(args.sources).resolve()), str(out.resolve()), args.config and str(Path(args.config).resolve()))
+    for line in book_lines(summary["results"]):
+        print(line)
     counts = summary["sources"]
     print(
         f"storyloom: {summary['stories']} stories, {summary['frames']} frames in {summary['shards']} shard(s) "
@@ -64,6 +66,24 @@ def _ingest(args: argparse.Namespace) -> int:
         f"(details: {out / 'sources.parquet'}, {out / 'card.md'})"
     )
     return 0
+
+
+def book_lines(results: list[dict]) -> list[str]:
+    """One line per book source: what its pages held, what became frames, what was left out and why."""
+    lines = []
+    for row in results:
+        if row["kind"] != "ebook":
+            continue
+        name = row.get("title") or row["input"]
+        if row["status"] != "ok":
+            lines.append(f"book {name}: {row['status']} at {row.get('stage') or '?'}: {row.get('error')}")
+            continue
+        stats = row.get("stats") or {}
+        left_out = ", ".join(f"{count} {reason.replace('_', ' ')}" for reason, count in sorted(row["dropped"].items()))
+        lines.append(f"book {name}: {stats.get('illustrations', '?')} illustrations found "
+                     f"(of {stats.get('pictures', '?')} pictures), {row['frames']} frames, "
+                     f"{stats.get('paired', '?')} paired with text; left out: {left_out or 'nothing'}")
+    return lines
 
 
 def _examples(args: argparse.Namespace) -> int:

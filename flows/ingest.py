@@ -88,7 +88,7 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
         "ingest done: %d stories, %d frames, %d shards; sources ok %d, skipped %d, failed %d",
         summary["stories"], summary["frames"], summary["shards"], counts["ok"], counts["skipped"], counts["failed"],
     )
-    return {**summary, "sources": counts, "out": str(layout.root)}
+    return {**summary, "sources": counts, "out": str(layout.root), "results": [r.to_dict() for r in results]}
 
 
 def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: RunResources,

@@ -64,6 +64,7 @@ class SourceResult:
     dropped: dict[str, int] = field(default_factory=dict)  # reason -> count
     timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
     reused: list[str] = field(default_factory=list)  # stages whose stored output an earlier run made
+    stats: dict[str, int] = field(default_factory=dict)  # what the stages found (book: pictures, illustrations, paired)
 
     @classmethod
     def for_item(cls, item: Any) -> "SourceResult":

@@ -118,6 +118,7 @@ def assemble(run: SourceRun, cfg: IngestConfig) -> Story:
     run.result.story_id = story.story_id
     run.result.frames = len(story.frames)
     run.result.dropped = dict(pairs["dropped"])
+    run.result.stats = dict(pairs.get("stats") or {})
     for note in pairs.get("notes") or []:  # things left out that a user may want to know
         run.note(note)
     return story
@@ -168,6 +169,8 @@ def compute_pairs(fetched: FetchedBook, work_dir: Path, cfg: IngestConfig) -> di
     out_dir = reset_dir(Path(work_dir) / PAIRS_DIR)
     with open_book(Path(fetched.path), cfg.ebook, fetched.base_url, fetched.url_map) as book:
         dropped = mark_decorations(book, cfg.ebook)
+        pictures = sum(len(page.pictures) for page in book.pages)
+        illustrations = sum(len(page.illustrations) for page in book.pages)
         matter = classify_pages(book)
         read_credits(book, matter)
         _count(dropped, trim_flow_edges(book, matter))
@@ -177,8 +180,8 @@ def compute_pairs(fetched: FetchedBook, work_dir: Path, cfg: IngestConfig) -> di
         frames, pair_drops = pair_book(book, matter)
         _count(dropped, pair_drops)
         if not frames:
-            raise EbookError(f"no illustrations found in {Path(fetched.path).name} ({len(book.pages)} pages; "
-                             f"left out: {_describe(dropped) or 'nothing'})")
+            raise EbookError(f"no illustrations found in {Path(fetched.path).name} ({len(book.pages)} pages, "
+                             f"{pictures} pictures; left out: {_describe(dropped) or 'nothing'})")
         kept = _clean(frames, cfg, dropped)
         if cfg.ebook.cover_frame and (cover := _cover(book, matter)) is not None:
             image, mask = _frame_pixels(cover, cfg)
@@ -187,7 +190,10 @@ def compute_pairs(fetched: FetchedBook, work_dir: Path, cfg: IngestConfig) -> di
             kept.insert(0, (candidate, cover.alt, mask))
         stored = [_store(out_dir, i, *entry) for i, entry in enumerate(kept)]
         notes = list(book.notes)
-    result = {"frames": stored, "source": source.to_dict(), "dropped": dict(sorted(dropped.items())), "notes": notes}
+    stats = {"pages": len(book.pages), "pictures": pictures, "illustrations": illustrations, "frames": len(stored),
+             "paired": sum(1 for s in stored if s["text"])}
+    result = {"frames": stored, "source": source.to_dict(), "dropped": dict(sorted(dropped.items())), "notes": notes,
+              "stats": stats}
     atomic_write_json(out_dir / PAIRS_INDEX, result)
     log.info("%s: %d frames from %d pages", fetched.source_id, len(stored), source.extra["pages"])
     return result

@@ -65,6 +65,7 @@ SOURCES_SCHEMA = pa.schema([
     pa.field("dropped", pa.map_(pa.string(), pa.int64()), nullable=False),  # reason -> frames
     pa.field("timings", pa.map_(pa.string(), pa.float64()), nullable=False),  # stage -> seconds
     pa.field("reused", pa.list_(pa.string()), nullable=False),  # stages an earlier run had already done
+    pa.field("stats", pa.map_(pa.string(), pa.int64()), nullable=False),  # what the stages found, by name
 ])
 
 _PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 64 * 1024}
@@ -126,6 +127,7 @@ def write_sources_table(results: list[SourceResult], path: Path) -> None:
         row = result.to_dict()
         row["dropped"] = sorted(result.dropped.items())  # map entries in a fixed order
         row["timings"] = sorted(result.timings.items())
+        row["stats"] = sorted(result.stats.items())
         rows.append(row)
     _write_table(pa.Table.from_pylist(rows, schema=SOURCES_SCHEMA), path)
     log.info("sources: %d rows -> %s", len(rows), path)

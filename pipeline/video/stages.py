@@ -259,6 +259,9 @@ def assemble(run: SourceRun, cfg: IngestConfig) -> Story:
     run.result.story_id = story.story_id
     run.result.frames = len(story.frames)
     run.result.dropped = dropped
+    found: KeyframeSet = run.outputs["keyframes"]
+    run.result.stats = {"decoded_frames": found.frames_decoded, "keyframes": len(found.keyframes),
+                        "sentences": len(transcript.segments)}
     if transcript.origin == "none":  # kept, but say why every text is empty: a note, not a failure
         run.note("no subtitles found: frames kept with empty texts (flag no_text_source)")
     elif not run.outputs["keyframes"].has_audio:

@@ -189,3 +189,16 @@ def test_rerun_changes_nothing(library, ingested, prefect_harness):
     assert storyloom(["ingest", str(sources), "--out", str(ingested)]) == 0
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in outputs}
     assert after == outputs
+
+
+def test_every_book_says_what_it_found(library, ingested):
+    _, _, truths, _ = library
+    stories = read_stories(ingested)
+    by_story = {row["story_id"]: row for row in rows(ingested).values() if row["status"] == "ok"}
+    for url, truth in truths.items():
+        story = stories[url][0]
+        row = by_story[story["story_id"]]
+        stats = dict(row["stats"])
+        assert stats["frames"] == row["frames"] == len(truth.frames), truth.name
+        assert stats["paired"] == sum(1 for t in truth.frames if t.text), truth.name
+        assert stats["pictures"] >= stats["illustrations"] >= stats["frames"], (truth.name, stats)

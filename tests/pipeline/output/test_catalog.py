@@ -95,6 +95,7 @@ def read_sources_table(path) -> list[SourceResult]:
     for row in pq.read_table(path).select(SOURCES_SCHEMA.names).to_pylist():
         row["dropped"] = {k: int(v) for k, v in row["dropped"] or []}
         row["timings"] = {k: float(v) for k, v in row["timings"] or []}
+        row["stats"] = {k: int(v) for k, v in row["stats"] or []}
         results.append(SourceResult.from_dict(row))
     return results
 

@@ -3,8 +3,13 @@
 ``META-INF/container.xml`` names the package document (OPF); its metadata gives title, creators
 with their roles (EPUB 2 ``opf:role``, EPUB 3 ``<meta refines="#id" property="role">``; ``ill``
 makes an illustrator), language, rights/licence and the cover image (EPUB 3 ``cover-image``,
-EPUB 2 ``<meta name="cover">``); its spine gives the reading order. Each spine document is XHTML
-(parsed as XML, entities and the network off) walked by :mod:`pipeline.book.markup`.
+EPUB 2 ``<meta name="cover">``); its spine gives the reading order. Each spine document is XHTML,
+parsed as XML (entities and the network off) when it is well-formed and with the forgiving HTML
+parser when it is not (converters and hand-made books ship broken XHTML that reading systems still
+show), then walked by :mod:`pipeline.book.markup` with the same reading rules as an HTML book:
+pictures also through SVG ``<image xlink:href>`` (calibre wraps covers, and sometimes every
+picture, that way). A distributor's title ("The Project Gutenberg eBook of ...") and placeholder
+creators ("Unknown") give way to what the book's own Project Gutenberg header says.
 
 Fixed-layout books (``rendition:layout`` ``pre-paginated``, globally or per item) are paginated:
 one page per spine item, sized by its viewport, with ``page-spread-left/right`` where given.
@@ -26,7 +31,8 @@ from typing import Any, BinaryIO
 
 from pipeline.config import EbookConfig
 from pipeline.book.model import Book, BookMeta, EbookError, clean_text, split_names
-from pipeline.book.markup import Walk, ZipResources, attr, local, report_unresolved, walk_document
+from pipeline.book.markup import (Walk, ZipResources, attr, header_fields, local, parse_markup, report_unresolved,
+                                  tidy_title, walk_document)
 from pipeline.book.safezip import SafeZip
 
 log = logging.getLogger(__name__)
@@ -100,12 +106,13 @@ def read_epub(source: Path | BinaryIO, cfg: EbookConfig, name: str | None = None
             extra.add("nonlinear")
         if "nav" in properties:
             extra.add("nav")
-        root = _xml(archive.read(href), f"{name}: {href}")
+        root = parse_markup(archive.read(href), f"{name}: {href}", xml=True)
         first = len(walk.pages)
         walk_document(root, href, resources, cfg, walk, split=not paginated, semantics=extra, page_of_pictures=index)
         if paginated:
             _as_one_page(walk, first, index, root, ref)
     report_unresolved(walk, name)
+    _tidy(meta, header_fields(walk))
     book = Book(format="epub", layout="paginated" if paginated else "flow", meta=meta, pages=walk.pages)
     if walk.skipped_svg:
         book.notes.append(f"{walk.skipped_svg} SVG image(s) left out (vector images are not rasterised)")
@@ -128,6 +135,17 @@ def _as_one_page(walk: Walk, first: int, index: int, root: Any, ref: Any) -> Non
         page.size = (float(size["width"]), float(size["height"]))
     props = (attr(ref, "properties") or "").split()
     page.spread = "left" if "page-spread-left" in props else "right" if "page-spread-right" in props else None
+
+
+def _tidy(meta: BookMeta, header: dict[str, str]) -> None:
+    """A converter keeps the distributor's page title and writes "Unknown" for a missing creator."""
+    title, by = tidy_title(meta.title)
+    meta.title = header.get("title") or title
+    meta.authors = [a for a in meta.authors if a.lower() not in ("unknown", "anonymous", "unknown author")]
+    if not meta.authors:
+        meta.authors = split_names(header.get("author") or by)
+    if not meta.illustrators and header.get("illustrator"):
+        meta.illustrators = split_names(header["illustrator"])
 
 
 def _metadata(opf: Any, manifest: dict[str, tuple[str, str, set[str]]]) -> BookMeta:

@@ -4,7 +4,8 @@ A book is one HTML page with its images next to it or under its folder: a local 
 holding the page and its images (Project Gutenberg's ``-h.zip``), or a page the fetch stage
 downloaded together with the images of its own site (``base_url`` + ``url_map``).
 
-The page is read with lxml's HTML parser (forgiving, as old HTML needs) and walked by
+The page is read with lxml's HTML parser, as a browser reads it (it repairs the rows and cells
+old editions leave open; XHTML 1.0 editions are read the same way), and walked by
 :mod:`pipeline.book.markup`: sections split at h1-h3 headings, images with their neighbouring
 paragraphs, tables that set an image beside its text, thumbnails replaced by the full-size image
 they link to, alt/title text kept as a description. Project Gutenberg's header and licence
@@ -12,20 +13,21 @@ they link to, alt/title text kept as a description. Project Gutenberg's header a
 are a distributor's, not the story's.
 
 Metadata comes from ``<title>``, ``<meta>`` (author, DC and Open Graph names), ``<html lang>``
-and ``<link rel="license">``. A page whose images are missing or on other hosts is refused:
+and ``<link rel="license">``; a Project Gutenberg header's ``Title:`` and ``Author:`` lines win
+over the distributor's ``<title>`` ("The Project Gutenberg eBook of ..."). A page whose images are missing or on other hosts is refused:
 the story would silently lose its pictures.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from pathlib import Path
 from typing import Any
 
 from pipeline.config import EbookConfig
 from pipeline.book.model import Book, BookMeta, EbookError, clean_text, split_names
-from pipeline.book.markup import FolderResources, Resources, Walk, ZipResources, attr, local, report_unresolved, walk_document
+from pipeline.book.markup import (FolderResources, Resources, Walk, ZipResources, attr, header_fields, local, parse_markup,
+                                  report_unresolved, tidy_title, walk_document)
 
 log = logging.getLogger(__name__)
 
@@ -33,17 +35,9 @@ MAX_HTML_BYTES = 50_000_000  # a picture book's page is far smaller; beyond this
 
 
 def parse_html(data: bytes, name: str) -> Any:
-    import lxml.etree
-    import lxml.html
-
     if len(data) > MAX_HTML_BYTES:
         raise EbookError(f"{name} is {len(data) / 1e6:.0f} MB of HTML, more than a picture book holds")
-    try:
-        parser = lxml.html.HTMLParser(remove_comments=True, no_network=True)
-        root = lxml.html.document_fromstring(data, parser=parser)
-    except (lxml.etree.ParserError, ValueError) as exc:
-        raise EbookError(f"{name} is not readable HTML ({exc})") from exc
-    return root
+    return parse_markup(data, name, xml=False)
 
 
 def read_html_file(path: Path, cfg: EbookConfig, base_url: str | None = None,
@@ -68,7 +62,7 @@ def _read(data: bytes, name: str, resources: Resources, cfg: EbookConfig, note: 
     report_unresolved(walk, name)
     if len(walk.pages) > cfg.max_pages:
         raise EbookError(f"{name} has {len(walk.pages)} sections, over ebook.max_pages={cfg.max_pages}")
-    book = Book(format="html", layout="flow", meta=html_metadata(root), pages=walk.pages)
+    book = Book(format="html", layout="flow", meta=html_metadata(root, header_fields(walk)), pages=walk.pages)
     if note:
         book.notes.append(note)
     if walk.skipped_svg:
@@ -76,8 +70,9 @@ def _read(data: bytes, name: str, resources: Resources, cfg: EbookConfig, note: 
     return book
 
 
-def html_metadata(root: Any) -> BookMeta:
-    """Title, authors, language and licence from the page's head."""
+def html_metadata(root: Any, header: dict[str, str] | None = None) -> BookMeta:
+    """Title, authors, language and licence from the page's head (and a distributor's ``header``)."""
+    header = header or {}
     meta: dict[str, str] = {}
     licence = None
     for node in root.iter():
@@ -94,13 +89,10 @@ def html_metadata(root: Any) -> BookMeta:
     title = next((meta[k] for k in ("dc.title", "dcterms.title", "og:title", "citation_title") if meta.get(k)), None)
     title = title or (clean_text(title_node.text_content()) if title_node is not None else None)
     authors = next((meta[k] for k in ("author", "dc.creator", "dcterms.creator", "citation_author") if meta.get(k)), None)
-    if title:
-        title = re.sub(r"^the project gutenberg e-?book of\s+", "", title, flags=re.I)
-        by = re.match(r"^(.*?),?\s+by\s+(.+)$", title)
-        if by:
-            title, authors = by.group(1), authors or by.group(2)
+    title, by = tidy_title(title)
+    title, authors = header.get("title") or title, header.get("author") or authors or by
     language = root.get("lang") or attr(root, "lang") or meta.get("dc.language") or meta.get("content-language")
     licence = licence or meta.get("dc.rights") or meta.get("dcterms.license") or meta.get("license")
     return BookMeta(title=title.strip(" ,") or None if title else None, authors=split_names(authors),
-                    illustrators=split_names(meta.get("illustrator")), language=language or None,
+                    illustrators=split_names(header.get("illustrator") or meta.get("illustrator")), language=language or None,
                     license=licence, publisher=meta.get("dc.publisher"))

@@ -15,11 +15,24 @@ Paginated books (PDF, fixed-layout EPUB) pair by geometry, then across pages:
   page, or EPUB's page-spread-left/right), the next page, the previous page.
 - **text-only pages** left over continue the previous frame (or open the next one at the start).
 
-Flowing books (reflowable EPUB, HTML) pair by structure. Each illustration's *unit* is its
-outermost ancestor element holding no other illustration (a figure, a table row, a page div, a
-one-picture spine item); text inside the unit is the picture's. Text outside any unit goes to
-the picture it follows, or, when the document has loose text before its first picture and none
-after its last, to the picture it precedes.
+Flowing books (reflowable EPUB, HTML) pair by structure, then by the flow. Each illustration's
+*unit* is its outermost ancestor element holding no other illustration (a figure, a table row, a
+page div, a one-picture spine item); text inside the unit is the picture's. Text outside any unit
+(*loose* text) follows the convention of picture books set as flowing text (Project Gutenberg's
+among them): the text of an illustration is the story text after it and before the next one. The
+other direction (text before its picture) is taken only when the ends say so: loose text before
+the first picture, none after the last, and either loose text between pictures too or no
+picture holding text of its own (in a book whose pictures hold their text, loose text before the
+first one is an introduction, not a sign of direction).
+
+Where the story begins, text-after-picture books have two things that are not frames:
+
+- a *lead-in*: story text before the first story illustration ("Once upon a time there were four
+  little rabbits..."); it belongs to no picture and is left out (counted as ``lead_in``), never
+  glued onto the first frame;
+- pictures before the first one that has story text of its own: with no text they are
+  frontispieces and decorations, and in a book whose pictures hold their text by structure (a
+  table row, a figure) a leading picture that holds none is one too (``matter_front_picture``).
 """
 
 from __future__ import annotations
@@ -30,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from pipeline.book.model import Book, Box, Page, Picture, TextBlock
-from pipeline.book.matter import is_cover_picture
+from pipeline.book.matter import is_cover_picture, is_end_marker
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +77,12 @@ def pair_book(book: Book, matter: dict[int, str]) -> tuple[list[PairedFrame], di
             if is_cover_picture(picture, book):  # a cover image on a story page of its own
                 picture.decoration = "cover"
                 dropped["cover"] = dropped.get("cover", 0) + 1
-    frames = _pair_paginated(pages) if book.layout == "paginated" else _pair_flow(pages)
+    if book.layout == "paginated":
+        frames = _pair_paginated(pages)
+    else:
+        frames, flow_drops = _pair_flow(pages, book.pages)
+        for reason, count in flow_drops.items():
+            dropped[reason] = dropped.get(reason, 0) + count
     for frame in frames:
         alts = [p.alt for p in frame.pictures if p.alt]
         frame.caption = alts[0] if alts else None
@@ -233,27 +251,84 @@ def _seam_continues(a: Picture, b: Picture) -> bool:
 # --------------------------------------------------------------------------- flow
 
 
-def _pair_flow(pages: list[Page]) -> list[PairedFrame]:
+def _pair_flow(pages: list[Page], all_pages: list[Page]) -> tuple[list[PairedFrame], dict[str, int]]:
     pictures = sorted((p for page in pages for p in page.illustrations), key=lambda p: p.order)
     texts = sorted((t for page in pages for t in page.texts if t.role in _NARRATIVE), key=lambda t: t.order)
     page_of = {id(p): page.number for page in pages for p in page.pictures}
     if not pictures:
-        return []
+        return [], {}
     units = _units(pictures)
-    owned: list[tuple[int | None, TextBlock]] = []
-    for text in texts:
-        owner = next((i for i, unit in enumerate(units) if unit is not None and unit in text.path), None)
-        owned.append((owner, text))
-    before = [sum(p.order < t.order for p in pictures) for _, t in owned]  # pictures before each text
-    loose_first = any(o is None and n == 0 for (o, _), n in zip(owned, before))
-    loose_last = any(o is None and n == len(pictures) for (o, _), n in zip(owned, before))
-    precedes = loose_first and not loose_last
-    frames = [PairedFrame([p], page=p.page or page_of[id(p)]) for p in pictures]
-    for (owner, text), n in zip(owned, before):
+    owners: list[int | None] = [next((i for i, unit in enumerate(units) if unit is not None and unit in t.path), None)
+                                for t in texts]
+    gaps = [sum(p.order < t.order for p in pictures) for t in texts]  # gap k: between pictures k-1 and k
+    holders = {o for o in owners if o is not None}  # pictures holding text of their own
+    structured = 2 * len(holders) >= len(pictures)
+    if structured:
+        _adopt_displaced(owners, gaps, holders, len(pictures))
+    loose_gaps = {g for o, g in zip(owners, gaps) if o is None}
+    # the direction that leaves fewer pictures without text; text after its picture when equal
+    last_ends = _end_follows(pictures[-1], all_pages)
+    empty_after = sum(i not in holders and i + 1 not in loose_gaps for i in range(len(pictures) - (1 if last_ends else 0)))
+    empty_before = sum(i not in holders and i not in loose_gaps for i in range(len(pictures)))
+    precedes = empty_before < empty_after
+    assigned: list[list[str]] = [[] for _ in pictures]
+    lead_in: list[str] = []
+    for text, owner, gap in zip(texts, owners, gaps):
         if owner is None:
-            owner = min(n, len(frames) - 1) if precedes else max(n - 1, 0)
-        frames[owner].texts.append(text.text)  # texts arrive in document order
-    return frames
+            owner = min(gap, len(pictures) - 1) if precedes else gap - 1
+            if precedes and owner in holders and gap < len(pictures):
+                owner = gap - 1  # the next picture holds its own text: this one continues the previous
+        if owner < 0:
+            lead_in.append(text.text)  # story text before the first picture, in a text-after-picture book
+        else:
+            assigned[owner].append(text.text)  # texts arrive in document order
+    dropped: dict[str, int] = {}
+    start = 0
+    if not precedes:  # the story begins at the first picture with story text of its own
+        start = next((i for i in range(len(pictures)) if (i in holders if structured else assigned[i])), None)
+        if start is None:
+            start = next((i for i in range(len(pictures)) if assigned[i]), 0)
+        for i in range(start):
+            pictures[i].decoration = "front_matter"
+            lead_in += assigned[i]
+        if start:
+            dropped["matter_front_picture"] = start
+    if lead_in:
+        dropped["lead_in"] = len(lead_in)
+        log.info("%d block(s) of story text before the first illustration left out (a lead-in)", len(lead_in))
+    frames = [PairedFrame([p], texts=assigned[i], page=p.page or page_of[id(p)])
+              for i, p in enumerate(pictures) if i >= start]
+    return frames, dropped
+
+
+def _adopt_displaced(owners: list[int | None], gaps: list[int], holders: set[int], pictures: int) -> None:
+    """In a book whose pictures hold their text by structure, a run of pictures holding none after
+    one that does, each with loose text just before it and none after the run, takes that text: the
+    text of table rows left open, which HTML5 parsers (calibre's among them) move out in front of
+    their tables."""
+    loose_gaps = {g for o, g in zip(owners, gaps) if o is None}
+    adopted: set[int] = set()
+    k = 1
+    while k < pictures:
+        if k in holders or k - 1 not in holders:
+            k += 1
+            continue
+        m = k
+        while m + 1 < pictures and m + 1 not in holders:
+            m += 1
+        if all(j in loose_gaps for j in range(k, m + 1)) and m + 1 not in loose_gaps:
+            adopted.update(range(k, m + 1))
+        k = m + 1
+    for i, (owner, gap) in enumerate(zip(owners, gaps)):
+        if owner is None and gap in adopted:
+            owners[i] = gap
+    holders.update(adopted)
+
+
+def _end_follows(picture: Picture, pages: list[Page]) -> bool:
+    """The next text after the picture is "The End": a last picture with no words of its own."""
+    after = [t for page in pages for t in page.texts if t.order > picture.order and t.role != "running"]
+    return bool(after) and is_end_marker(min(after, key=lambda t: t.order).text)
 
 
 def _units(pictures: list[Picture]) -> list[int | None]:

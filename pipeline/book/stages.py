@@ -82,7 +82,7 @@ def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
 
 
 FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, BOOK_DIR))
-PARSE = Stage("parse", 1, _parse_settings, outputs=(PAIRS_DIR,), after=("fetch",))
+PARSE = Stage("parse", 2, _parse_settings, outputs=(PAIRS_DIR,), after=("fetch",))  # 2: real-book reading rules
 ASSEMBLE = Stage("assemble", 1, _assemble_settings, outputs=(FRAMES_DIR, STORY_FILE), after=("parse",))
 BOOK_STAGES = (FETCH, PARSE, ASSEMBLE)
 

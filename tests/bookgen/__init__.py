@@ -61,6 +61,7 @@ class BookTruth:
     matter_texts: list[str] = field(default_factory=list)
     matter_pictures: list[np.ndarray] = field(default_factory=list)
     url: str | None = None  # set when the book is offered over HTTP
+    lead_in: str | None = None  # story text before the first illustration, which no frame may hold
 
 
 def picture(seed: int, width: int = 480, height: int = 360) -> np.ndarray:

@@ -11,10 +11,17 @@
   the picture on the page-spread-right page that follows).
 
 Frames' ``page`` is the 1-based spine position of the document holding the picture.
+
+:func:`convert_html` makes an EPUB from an HTML book with a real converter (pandoc, or calibre's
+``ebook-convert``), as real EPUB editions of Project Gutenberg books are made; the truth stays the
+HTML book's, but for the pages, which the converter decides.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
+import subprocess
 import zipfile
 from pathlib import Path
 
@@ -182,3 +189,28 @@ def _epub3_fixed(path: Path, seed: int) -> BookTruth:
     write_zip(path, files)
     return BookTruth(name="epub3_fixed", path=path, layout="epub3_fixed", frames=frames,
                      matter_texts=[COPYRIGHT, ABOUT, BLURB], matter_pictures=[cover])
+
+
+CONVERTERS = {"pandoc": "pandoc", "calibre": "ebook-convert"}
+
+
+def converter_missing(converter: str) -> str | None:
+    """Why ``converter`` cannot run here (for a test's skip reason), or None."""
+    program = CONVERTERS[converter]
+    if shutil.which(program) is None:
+        return f"{program} is not installed (Debian: apt-get install {'calibre' if converter == 'calibre' else program})"
+    return None
+
+
+def convert_html(truth: BookTruth, dest: Path, converter: str) -> BookTruth:
+    """The HTML book of ``truth`` converted to ``dest`` (an EPUB) by ``converter``, run in the book's
+    folder as a user would (pandoc finds the images from there)."""
+    page = Path(truth.path)
+    if converter == "pandoc":
+        command = ["pandoc", page.name, "--resource-path", str(page.parent), "-o", str(Path(dest).resolve())]
+    else:
+        command = ["ebook-convert", page.name, str(Path(dest).resolve())]
+    done = subprocess.run(command, cwd=page.parent, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0 or not Path(dest).is_file():
+        raise RuntimeError(f"{converter} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return dataclasses.replace(truth, name=f"{truth.name}-{converter}", path=Path(dest))

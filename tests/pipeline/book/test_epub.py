@@ -140,3 +140,56 @@ def test_svg_wrapped_images_are_pictures(tmp_path):
         [picture_] = [p for page in book.pages for p in page.pictures]
         assert picture_.size == (300, 400) and picture_.box == (0.0, 0.0, 600.0, 800.0)
         assert picture_.load().shape == (400, 300, 3)
+
+
+def _spine_epub(tmp_path, documents: dict[str, str], images: dict[str, tuple[int, int]], opf_extra: str = "",
+                metadata: str = ""):
+    from tests.bookgen import picture, png_bytes
+
+    items = "".join(f'<item id="d{i}" href="{name}" media-type="application/xhtml+xml"/>'
+                    for i, name in enumerate(documents))
+    spine = "".join(f'<itemref idref="d{i}"/>' for i in range(len(documents)))
+    files = {"OEBPS/content.opf": '<package xmlns="http://www.idpf.org/2007/opf" version="3.0" '
+                                  'xmlns:dc="http://purl.org/dc/elements/1.1/">'
+                                  f"<metadata>{metadata}</metadata><manifest>{items}</manifest>"
+                                  f"<spine>{spine}</spine>{opf_extra}</package>"}
+    files.update({f"OEBPS/{name}": body for name, body in documents.items()})
+    files.update({f"OEBPS/{name}": png_bytes(picture(i, *size)) for i, (name, size) in enumerate(images.items())})
+    return write_zip(tmp_path / "book.epub", files)
+
+
+def test_a_spine_item_that_is_not_well_formed_is_read_as_html(tmp_path):
+    broken = ('<?xml version="1.0" encoding="utf-8"?><html xmlns="http://www.w3.org/1999/xhtml"><body>'
+              '<p>The fox&nbsp;woke up.<br><img src="a.png" alt="Fox"></p><p>It ran — fast.</body></html>')
+    fine = xhtml('<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink">'
+                 '<image xlink:href="b.png"/></svg><p>The owl slept.</p>')
+    path = _spine_epub(tmp_path, {"a.xhtml": broken, "b.xhtml": fine}, {"a.png": (300, 200), "b.png": (300, 200)})
+    with open_book(path, EbookConfig()) as book:
+        assert [t.text for p in book.pages for t in p.texts] == ["The fox woke up.", "It ran — fast.",
+                                                                 "The owl slept."]
+        assert [(pic.ref, pic.alt) for p in book.pages for pic in p.pictures] == [("OEBPS/a.png", "Fox"),
+                                                                                  ("OEBPS/b.png", None)]
+
+
+def test_bloom_style_front_and_back_matter_pages(tmp_path):
+    def page(classes: str, inner: str) -> str:
+        return xhtml(f'<div class="bloom-page {classes}">{inner}</div>')
+
+    text = '<div class="bloom-translationGroup"><div class="bloom-editable" lang="en"><p>{}</p></div></div>'
+    image = '<div class="bloom-imageContainer"><img src="{}" alt=""/></div>'
+    documents = {
+        "1.xhtml": page("cover coverColor bloom-frontMatter frontCover outsideFrontCover",
+                        image.format("cover.png") + text.format("Goat Goes Home")),
+        "2.xhtml": page("credits bloom-frontMatter", text.format("Goat Goes Home. Story: Ama Mensah. Pictures: "
+                                                                 "Kofi Boateng. Thanks to our village school.")),
+        "3.xhtml": page("numberedPage", image.format("a.png") + text.format("The goat was lost.")),
+        "4.xhtml": page("numberedPage", text.format("It walked all night.") + image.format("b.png")),
+        "5.xhtml": page("bloom-backMatter outsideBackCover", image.format("logo.png") + text.format("Read more "
+                                                                                                    "books like this.")),
+    }
+    images = {"cover.png": (400, 500), "a.png": (400, 300), "b.png": (400, 300), "logo.png": (300, 300)}
+    path = _spine_epub(tmp_path, documents, images)
+    result, _ = parse_book(path, tmp_path / "work")
+    assert [(f["text"], f["page"]) for f in result["frames"]] == [("The goat was lost.", 3), ("It walked all night.", 4)]
+    dropped = result["dropped"]
+    assert dropped["matter_cover"] == 1 and dropped["matter_front_matter"] == 1 and dropped["matter_back_matter"] == 1

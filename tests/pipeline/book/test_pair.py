@@ -165,3 +165,155 @@ def test_seam_tells_a_spread_from_two_pictures():
     right.pictures[0].decoration = left.pictures[0].decoration = None
     assert frames_of(paginated([cover, left, right], title="Tale")) == [(2, "left"), (3, "right")]
     assert np.array_equal(wide[:, :480], left.pictures[0].load())
+
+
+# --------------------------------------------------------------------------- flowing books: matter and pairing
+
+
+def flowing(*items, title: str = "The Lost Goat", split: bool = False) -> Book:
+    """A flowing book from ("h1".."h6" | "p" | "img" | "unit", ...) items, in one section (or, with
+    ``split``, a section from each h1-h3 on, as the readers do); a "unit" is an element holding a
+    picture and blocks: ("unit", seed, "text", ...)."""
+    body, ids, order = 1, iter(range(10, 10_000)), iter(range(1, 10_000))
+    pictures, texts = [], []
+    headings = {item[1] for item in items if item[0] in ("h1", "h2", "h3")}
+    for item in items:
+        kind, rest = item[0], item[1:]
+        if kind == "img":
+            pictures.append(pic(f"art{rest[0]}", path=(body, next(ids), next(ids)), order=next(order), seed=rest[0]))
+        elif kind == "unit":
+            unit = next(ids)
+            pictures.append(pic(f"art{rest[0]}", path=(body, unit, next(ids)), order=next(order), seed=rest[0]))
+            texts += [text(words, path=(body, unit, next(ids)), order=next(order)) for words in rest[1:]]
+        else:
+            texts.append(text(rest[0], path=(body, next(ids)), order=next(order),
+                              role="heading" if kind.startswith("h") else "body"))
+    sections: list[list] = [[]]
+    for x in sorted(pictures + texts, key=lambda x: x.order):
+        if split and sections[-1] and isinstance(x, TextBlock) and x.role == "heading" and x.text in headings:
+            sections.append([])
+        sections[-1].append(x)
+    return Book("html", "flow", BookMeta(title=title),
+                [Page(n + 1, [x for x in part if isinstance(x, Picture)], [x for x in part if isinstance(x, TextBlock)])
+                 for n, part in enumerate(sections)])
+
+
+def flow_frames(book: Book) -> tuple[list[tuple[str, str]], dict[str, int]]:
+    from pipeline.book.matter import trim_flow_edges
+
+    dropped = mark_decorations(book, EbookConfig())
+    matter = classify_pages(book)
+    dropped.update(trim_flow_edges(book, matter))
+    for reason in matter.values():  # as the parse stage counts them
+        dropped[f"matter_{reason}"] = dropped.get(f"matter_{reason}", 0) + 1
+    frames, more = pair_book(book, matter)
+    dropped.update(more)
+    return [(f.pictures[0].ref, f.text) for f in frames], dropped
+
+
+def test_copyright_words_drop_their_block_not_the_section_holding_the_story():
+    book = flowing(("p", "Copyright 1902 by Frederick Warne & Co. All rights reserved."), ("img", 1), ("p", "The goat ran."),
+                   ("img", 2), ("p", "It came home."))
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "The goat ran."), ("art2", "It came home.")]
+    assert dropped["matter_copyright"] == 1
+
+
+def test_the_story_starts_at_the_first_picture_with_story_text():
+    book = flowing(("img", 1),  # a frontispiece, before the title
+                   ("h1", "THE LOST GOAT"), ("h3", "BY"), ("h2", "AMA MENSAH"),
+                   ("img", 2),  # a decoration among the title and publisher lines
+                   ("h3", "STORYLOOM PRESS"), ("h6", "First published 1902"), ("p", "LONDON AND ACCRA"),
+                   ("p", "Printed and bound in Great Britain by Loom Printers"),
+                   ("p", "Once upon a time there was a goat called Ama."),  # the lead-in
+                   ("unit", 3, "She lived on a hill."), ("unit", 4, "One day she was lost.", "Nobody knew where."),
+                   ("unit", 5, "She came home at night."), ("h2", "THE END"),
+                   ("img", 6), ("p", "More books from Storyloom Press: The Blue Kite."))  # an advertisement
+    frames, dropped = flow_frames(book)
+    assert frames == [("art3", "She lived on a hill."), ("art4", "One day she was lost. Nobody knew where."),
+                      ("art5", "She came home at night.")]
+    assert dropped["lead_in"] == 1 and dropped["matter_front_picture"] == 2 and dropped["matter_back_picture"] == 1
+
+
+def test_text_after_its_picture_with_loose_paragraphs_and_a_lead_in():
+    book = flowing(("h1", "The Lost Goat"), ("p", "Once upon a time there was a goat."),
+                   ("img", 1), ("p", "She lived on a hill."), ("img", 2), ("p", "One day she was lost."),
+                   ("p", "Nobody knew where."), ("img", 3), ("p", "She came home."))
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "She lived on a hill."), ("art2", "One day she was lost. Nobody knew where."),
+                      ("art3", "She came home.")]
+    assert dropped["lead_in"] == 1
+
+
+def test_a_last_picture_without_words_before_the_end():
+    # text after each picture, a lead-in, and a wordless last picture right before "THE END"
+    book = flowing(("p", "Once upon a time there was a goat."), ("img", 1), ("p", "She lived on a hill."),
+                   ("img", 2), ("p", "One day she was lost."), ("img", 3), ("h2", "THE END"))
+    frames, _ = flow_frames(book)
+    assert frames == [("art1", "She lived on a hill."), ("art2", "One day she was lost."), ("art3", "")]
+    # the same without "THE END": every picture has text before it, so text precedes its picture
+    book = flowing(("p", "Once upon a time there was a goat."), ("img", 1), ("p", "She lived on a hill."),
+                   ("img", 2), ("p", "One day she was lost."), ("img", 3))
+    frames, _ = flow_frames(book)
+    assert frames == [("art1", "Once upon a time there was a goat."), ("art2", "She lived on a hill."),
+                      ("art3", "One day she was lost.")]
+
+
+def test_a_row_s_text_moved_in_front_of_its_table_comes_back():
+    # HTML5 parsers move a paragraph that sits in a row without a cell out in front of the table
+    book = flowing(("p", "Once upon a time there was a goat."), ("unit", 1, "She lived on a hill."),
+                   ("p", "One day she was lost."), ("unit", 2), ("unit", 3, "She came home."))
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "She lived on a hill."), ("art2", "One day she was lost."), ("art3", "She came home.")]
+    assert dropped["lead_in"] == 1
+
+
+def test_contents_lists_are_matter_wherever_they_sit():
+    book = flowing(("h1", "The Lost Goat"), ("p", "LIST OF ILLUSTRATIONS"), ("p", "The goat on the hill 8"),
+                   ("p", "The goat at night 10"), ("p", "Once upon a time there was a goat."),
+                   ("img", 1), ("p", "She lived on a hill."), ("img", 2), ("p", "She came home."))
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "She lived on a hill."), ("art2", "She came home.")]
+    assert dropped["matter_contents"] == 3 and dropped["lead_in"] == 1
+
+
+def test_pictures_after_the_story_among_credits_are_matter():
+    # a StoryWeaver-style attribution after the story: thumbnails of the pages with their credits
+    book = flowing(("unit", 1, "The goat ran."), ("unit", 2, "She came home."),
+                   ("p", "Story Attribution: This story is written by Ama Mensah. \u00a9 Storyloom Press, 2015. "
+                         "Some rights reserved. Released under CC BY 4.0 license."),
+                   ("img", 3), ("p", "Page 1: Goat on a hill, by Kofi Boateng \u00a9 Storyloom Press, 2015. CC BY 4.0."),
+                   ("img", 4), ("p", "Page 2: Goat at home, by Kofi Boateng \u00a9 Storyloom Press, 2015. CC BY 4.0."))
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "The goat ran."), ("art2", "She came home.")]
+    assert dropped["matter_back_picture"] == 2 and dropped["matter_copyright"] == 3
+
+
+def test_notes_and_advertisements_under_their_own_heading_are_matter():
+    book = flowing(("img", 1), ("p", "The goat ran."), ("img", 2), ("p", "She came home."),
+                   ("h2", "Transcriber's Notes"), ("p", "Obvious typographical errors have been silently corrected."),
+                   split=True)
+    assert [p.number for p in book.pages] == [1, 2]
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "The goat ran."), ("art2", "She came home.")]
+    assert dropped["matter_back_matter"] == 1
+
+
+def test_texts_of_several_open_rows_moved_in_front_come_back():
+    book = flowing(("unit", 1, "She lived on a hill."), ("p", "One day she was lost."), ("unit", 2),
+                   ("p", "Nobody knew where."), ("unit", 3), ("unit", 4, "She came home."))
+    frames, _ = flow_frames(book)
+    assert frames == [("art1", "She lived on a hill."), ("art2", "One day she was lost."), ("art3", "Nobody knew where."),
+                      ("art4", "She came home.")]
+
+
+def test_text_before_a_picture_that_holds_its_own_is_not_its_text():
+    # most rows of the table were left open: their texts stand in front of their pictures; the first
+    # and last rows are whole, and the lead-in stands before the first
+    book = flowing(("p", "Once upon a time there was a goat."), ("unit", 1, "She lived on a hill."),
+                   ("p", "One day she was lost."), ("unit", 2), ("p", "Nobody knew where."), ("unit", 3),
+                   ("p", "It was dark."), ("unit", 4), ("unit", 5, "She came home."))
+    frames, dropped = flow_frames(book)
+    assert frames == [("art1", "She lived on a hill."), ("art2", "One day she was lost."), ("art3", "Nobody knew where."),
+                      ("art4", "It was dark."), ("art5", "She came home.")]
+    assert dropped["lead_in"] == 1

@@ -131,7 +131,9 @@ def classify_pages(book: Book) -> dict[int, str]:
                 next((t.text for t in page.texts if t.role != "running"), "")):
             reason = "back_matter"  # notes, advertisements, an index: under their own heading
         elif reason is None and _COPYRIGHT.search(text):
-            reason = "distributor" if re.search(r"project gutenberg", text, re.I) else "copyright"
+            # a printed page may hold the story's last words above a notice: then only the notice goes
+            if not _split_story_from_matter(page, book):
+                reason = "distributor" if re.search(r"project gutenberg", text, re.I) else "copyright"
         elif reason is None and (_ABOUT.search(text[:200]) or _CONTENTS.search(text)):
             reason = "about" if _ABOUT.search(text[:200]) else "contents"
         if reason:
@@ -154,6 +156,26 @@ def classify_pages(book: Book) -> dict[int, str]:
             break
         reasons[page.number] = reason
     return reasons
+
+
+def _split_story_from_matter(page: Page, book: Book) -> bool:
+    """A paginated page with an illustration whose story text (8 words or more) comes before a
+    notice (a distributor's footer, a copyright line) and "The End": the notice, everything after
+    it and a "The End" just before it become matter blocks, the page stays a story page."""
+    if book.layout != "paginated" or not page.illustrations:
+        return False
+    blocks = sorted((t for t in page.texts if t.role != "running" and t.box is not None), key=lambda t: t.box[1])
+    first = next((i for i, t in enumerate(blocks) if _COPYRIGHT.search(t.text)), None)
+    if first is None:
+        return False
+    start = first
+    while start > 0 and _END.match(blocks[start - 1].text):
+        start -= 1
+    if sum(len(_words(t.text)) for t in blocks[:start]) < 8:
+        return False
+    for block in blocks[start:]:
+        block.role = "matter"
+    return True
 
 
 def _title_only(text: str, title_words: set[str]) -> bool:
@@ -181,6 +203,8 @@ def _leading_reason(page: Page, index: int, book: Book, title_words: set[str]) -
         return "cover"
     if not pictures and _title_only(text, title_words):
         return "title_page"
+    if pictures and book.layout == "paginated" and _title_only(text, title_words):
+        return "title_page"  # a title vignette or frontispiece over the title and the author
     if not pictures and len(_words(text)) <= 25 and _DEDICATION.match(text):
         return "dedication"
     return None

@@ -100,7 +100,7 @@ class Page:
         return " ".join(t.text for t in self.texts if t.role in ("body", "caption"))
 
     def all_text(self) -> str:
-        return " ".join(t.text for t in self.texts if t.role != "running")
+        return " ".join(t.text for t in self.texts if t.role not in ("running", "matter"))
 
 
 @dataclass

@@ -1,9 +1,12 @@
 """PDF picture books -> :class:`pipeline.book.model.Book`, with pypdfium2 (Apache-2.0/BSD; PyMuPDF is AGPL).
 
 One pdfium pass per page gives everything: embedded images with their place on the page and
-their pixel size (the pixel cap is checked before any decoding), text lines with their boxes
-(grouped here into blocks; reading order is pairing's job), and which text is invisible (the OCR
-layer of a scan). pdfium's own text API is used rather than pdfminer: the same parse, C speed.
+their pixel size (the pixel cap is checked before any decoding), every glyph with its box, font
+size and whether it is invisible (the OCR layer of a scan). pdfium's own text API is used rather
+than pdfminer: the same parse, C speed. The text is rebuilt from the glyphs' positions alone
+(words, lines, columns, line-end hyphens: :mod:`pipeline.book.pdf_text`), never from the order the file draws
+them in: a browser printing HTML, or a layout program, places glyphs one by one in any order.
+Blocks are grouped here; their reading order is pairing's job.
 
 Flattened pages, where the illustration is not an embedded image of its own, are cropped from the
 rendered page: vector artwork (no illustration-sized image, but paths covering the page), and
@@ -29,9 +32,9 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from pipeline.book.model import Book, BookMeta, Box, EbookError, Page, Picture, check_pixels, clean_text, split_names, to_rgb
+from pipeline.book.pdf_text import Line, mark_running_lines, page_blocks, place_text, printed_by_browser
 from pipeline.config import EbookConfig
-from pipeline.book.model import (Book, BookMeta, Box, EbookError, Page, Picture, TextBlock, check_pixels, clean_text, split_names,
-                    to_rgb)
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +68,10 @@ def read_pdf(source: Path | bytes, cfg: EbookConfig, name: str | None = None) ->
         if count > cfg.max_pages:
             raise EbookError(f"{name} has {count} pages, over ebook.max_pages={cfg.max_pages}")
         read = [_read_page(doc, i, cfg) for i in range(count)]
-        pages = [page for page, _ in read]
-        _mark_running_lines(pages, cfg)
-        for page, path_area in read:
+        pages = [page for page, _, _ in read]
+        place_text(read, printed_by_browser(doc))
+        mark_running_lines(pages, cfg)
+        for page, path_area, _ in read:
             _find_flattened(doc, page, path_area, cfg)
         yield Book(format="pdf", layout="paginated", meta=_metadata(doc), pages=pages)
     finally:
@@ -90,8 +94,9 @@ def _metadata(doc: Any) -> BookMeta:
 # --------------------------------------------------------------------------- one page
 
 
-def _read_page(doc: Any, index: int, cfg: EbookConfig) -> tuple[Page, float]:
-    """The page's pictures and text blocks, and the fraction of it that vector paths cover."""
+def _read_page(doc: Any, index: int, cfg: EbookConfig) -> tuple[Page, float, list[list[Line]]]:
+    """The page (its pictures; text comes later, from the blocks), the fraction of it that vector
+    paths cover, and its text blocks as lines (joined once the whole book's words are known)."""
     import pypdfium2.raw as raw
 
     page = doc[index]
@@ -102,19 +107,11 @@ def _read_page(doc: Any, index: int, cfg: EbookConfig) -> tuple[Page, float]:
         x0, y0, x1, y1 = bounds
         return (x0 - left, top - y1, x1 - left, top - y0)
 
-    invisible = [to_box(o.get_bounds()) for o in page.get_objects(filter=(raw.FPDF_PAGEOBJ_TEXT,), max_depth=3)
-                 if raw.FPDFTextObj_GetTextRenderMode(o.raw) == raw.FPDF_TEXTRENDERMODE_INVISIBLE]
     textpage = page.get_textpage()
-    segments = []
-    for i in range(textpage.count_rects()):
-        rect = textpage.get_rect(i)
-        text = clean_text(textpage.get_text_bounded(*rect))
-        if text:
-            segments.append((to_box(rect), text))
-    textpage.close()
-    # a block is burnt in when an invisible text object (one per line, usually) sits inside it
-    texts = [TextBlock(text, box, burnt=any(_inside_any(inv, [box]) for inv in invisible))
-             for box, text in _blocks(_lines(segments))]
+    try:
+        blocks = page_blocks(textpage, left, top)
+    finally:
+        textpage.close()
 
     pictures = []
     paths = 0.0
@@ -138,7 +135,7 @@ def _read_page(doc: Any, index: int, cfg: EbookConfig) -> tuple[Page, float]:
             paths += (box[2] - box[0]) * (box[3] - box[1])
     page.close()
     pictures = _join_strips(pictures)
-    return Page(number=index + 1, pictures=pictures, texts=texts, size=(width, height)), paths / (width * height)
+    return Page(number=index + 1, pictures=pictures, size=(width, height)), paths / (width * height), blocks
 
 
 def _load_image(doc: Any, index: int, ordinal: int) -> np.ndarray:
@@ -203,64 +200,6 @@ def _stacked(top: Picture, bottom: Picture) -> Picture:
                    key=f"{top.key}+{bottom.key}", box=(top.box[0], top.box[1], top.box[2], bottom.box[3]))
 
 
-# --------------------------------------------------------------------------- text geometry
-
-
-def _lines(segments: list[tuple[Box, str]]) -> list[tuple[Box, str]]:
-    """pdfium's text rects (runs of one font) joined into lines: same baseline band, small gap."""
-    lines: list[list[Any]] = []
-    for box, text in sorted(segments, key=lambda s: (round(s[0][1]), s[0][0])):
-        for line in lines:
-            lb = line[0]
-            overlap = min(lb[3], box[3]) - max(lb[1], box[1])
-            height = min(lb[3] - lb[1], box[3] - box[1])
-            if overlap > 0.5 * height and -height < box[0] - lb[2] < 1.5 * height:
-                line[0] = (min(lb[0], box[0]), min(lb[1], box[1]), max(lb[2], box[2]), max(lb[3], box[3]))
-                line[1] = f"{line[1]} {text}"
-                break
-        else:
-            lines.append([box, text])
-    return [(b, t) for b, t in lines]
-
-
-def _blocks(lines: list[tuple[Box, str]]) -> list[tuple[Box, str]]:
-    """Lines stacked close together with overlapping columns form one block (a paragraph)."""
-    blocks: list[list[Any]] = []
-    for box, text in sorted(lines, key=lambda s: (s[0][1], s[0][0])):
-        height = box[3] - box[1]
-        for block in reversed(blocks):
-            bb = block[0]
-            gap = box[1] - bb[3]
-            if -0.5 * height < gap < 0.9 * height and min(bb[2], box[2]) - max(bb[0], box[0]) > 0:
-                block[0] = (min(bb[0], box[0]), bb[1], max(bb[2], box[2]), max(bb[3], box[3]))
-                block[1] = clean_text(f"{block[1]}\n{text}")
-                break
-        else:
-            blocks.append([box, text])
-    return [(b, t) for b, t in blocks]
-
-
-def _mark_running_lines(pages: list[Page], cfg: EbookConfig) -> None:
-    """Headers, footers and page numbers: in the top/bottom band and repeated (digits aside)."""
-    def key(text: str) -> str:
-        return re.sub(r"\d+", "#", text.lower())
-
-    def in_band(block: TextBlock, page: Page) -> bool:
-        band = cfg.running_band * page.size[1]
-        return block.box[3] <= band or block.box[1] >= page.size[1] - band
-
-    seen: dict[str, set[int]] = {}
-    for page in pages:
-        for block in page.texts:
-            if in_band(block, page):
-                seen.setdefault(key(block.text), set()).add(page.number)
-    for page in pages:
-        for block in page.texts:
-            number = re.fullmatch(r"[-–—\s]*(?:page\s*)?\d{1,4}[-–—\s]*", block.text, re.I)
-            if number or (in_band(block, page) and len(seen[key(block.text)]) >= 3):
-                block.role = "running"
-
-
 # --------------------------------------------------------------------------- flattened pages
 
 
@@ -301,7 +240,11 @@ def _ink_region(render: np.ndarray, page_size: tuple[float, float], text_boxes: 
     ring = np.concatenate([render[:3].reshape(-1, 3), render[-3:].reshape(-1, 3),
                            render[:, :3].reshape(-1, 3), render[:, -3:].reshape(-1, 3)])
     background = np.median(ring, axis=0)
-    ink = (np.abs(render.astype(np.int16) - background).max(axis=2) > _INK_DELTA).astype(np.uint8)
+    # in whole numbers (a float array is ten times slower): twice the pixel against twice the median
+    doubled = render.astype(np.int16) * 2 - (background * 2).astype(np.int16)
+    np.abs(doubled, out=doubled)
+    ink = ((doubled[:, :, 0] > 2 * _INK_DELTA) | (doubled[:, :, 1] > 2 * _INK_DELTA)
+           | (doubled[:, :, 2] > 2 * _INK_DELTA)).astype(np.uint8)
     for box in text_boxes + other:
         pad = 0.3 * (box[3] - box[1]) if box in text_boxes else 0.0
         ink[max(0, int((box[1] - pad) * sy)):int((box[3] + pad) * sy) + 1,

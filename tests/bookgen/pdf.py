@@ -11,6 +11,11 @@ picture, text printed on it), ``facing`` (text on the left page, picture on the 
 and one image clipped by both pages), ``textonly`` (text-only pages continue the story),
 ``flat_vector`` (illustrations drawn as vector paths: cropped from the render), ``flat_scan``
 (each story page one scanned raster with the words burnt in and an invisible text layer).
+
+Printed books (:func:`write_printed_pdf`): an HTML picture book as a browser prints it (or a layout
+program sets it), every glyph placed on its own and drawn in a shuffled order, justified lines,
+words broken at line ends with the printer's hyphen, the story as a table of pictures with their
+text beside them flowing over the pages. :class:`GlyphPage` places any text that way.
 """
 
 from __future__ import annotations
@@ -275,3 +280,209 @@ def write_text_only_pdf(path: Path) -> Path:
         pdf.page(lambda: pdf.text(text, 60, 300))
     pdf.save()
     return Path(path)
+
+
+# --------------------------------------------------------------------------- printed HTML, glyph by glyph
+#
+# What a browser (or a layout engine) makes of an HTML picture book: every glyph placed on its own
+# (a text object each, or a TJ element each), drawn in no particular order, justified lines with
+# wide spaces that are gaps, not space glyphs, words broken at line ends with the printer's own
+# hyphen, compounds broken after their hyphen, and the story as a table (picture left, text right,
+# vertically centred) whose rows flow over the pages.
+
+PRINTERS = {
+    # Chromium: one text object per glyph, its own line-end hyphen is U+2010, space glyphs on some lines
+    "browser": {"producer": "Skia/PDF m120", "creator": "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 "
+                "(KHTML, like Gecko) HeadlessChrome/120.0.0.0 Safari/537.36", "hyphen": "\u2010"},
+    # a layout program: one TJ array per line, a kerned element per glyph, its hyphen a plain "-"
+    "typeset": {"producer": "Adobe PDF Library 17.0", "creator": "Adobe InDesign 18.0 (Macintosh)", "hyphen": "-"},
+}
+# each frame: paragraphs, each its printed lines; a line ending in U+00AD is a word the printer broke
+# there (it draws its hyphen), one ending in "-" a compound broken after its hyphen
+PRINTED_STORY = [
+    [["Grandmother Efua", "kept a garden of", "sweet pota\u00ad", "toes behind her", "little house."]],
+    [["Every morning Kofi", "carried water to the", "mango-", "tree and to the", "pepper plants."]],
+    [["Then Auntie Ama-", "Serwaa came to visit,", "with oranges piled", "in a basket."]],
+    [["The goat ate one", "orange\u2014then an\u00ad", "other\u2014", "and ran off into", "the bush."],
+     ["Kofi laughed so", "hard that he fell", "over."]],
+    [["At night they ate", "roasted pota\u00ad", "toes under the", "mango-tree."]],
+]
+PRINTED_END = "THE END"
+_LETTER = (612.0, 792.0)
+
+
+def printed_text(paragraphs: list[list[str]]) -> str:
+    """The words a reader must give back: broken words whole, compounds kept, paragraphs joined."""
+    out = []
+    for lines in paragraphs:
+        text = ""
+        for line in lines:
+            if text.endswith("\u00ad"):
+                text = text[:-1] + line
+            elif text.endswith(("-", "\u2014")):
+                text += line
+            else:
+                text = f"{text} {line}".strip()
+        out.append(text)
+    return " ".join(out)
+
+
+def _printed_font(printer: str) -> str:
+    """Vera (shipped with reportlab) with a U+2010 hyphen for the browser; Helvetica for TJ arrays."""
+    if printer != "browser":
+        return "Helvetica"
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    if "VeraPrinted" not in pdfmetrics.getRegisteredFontNames():
+        font = TTFont("VeraPrinted", "Vera.ttf")
+        font.face.charToGlyph[0x2010] = font.face.charToGlyph[0x2D]  # draw U+2010 with the hyphen glyph
+        font.face.charWidths[0x2010] = font.face.charWidths[0x2D]
+        pdfmetrics.registerFont(font)
+    return "VeraPrinted"
+
+
+class GlyphPage:
+    """One page whose text is placed glyph by glyph, in a shuffled order, when it is finished."""
+
+    def __init__(self, c, printer: str, rng: np.random.Generator, height: float = _LETTER[1], font: str | None = None):
+        self.c, self.printer, self.rng, self.height = c, printer, rng, height
+        self.font = font or _printed_font(printer)
+        self.glyphs: list[tuple[str, float, float, float]] = []  # text, x, baseline (top-left), size
+        self.lines: list[list[tuple[str, float, float, float]]] = []
+
+    def width(self, text: str, size: float) -> float:
+        from reportlab.pdfbase.pdfmetrics import stringWidth
+
+        return stringWidth(text, self.font, size)
+
+    def line(self, text: str, x: float, baseline: float, size: float, width: float | None = None,
+             spaces: bool = False, tracking: float = 0.0) -> None:
+        """One line at ``x``; justified to ``width`` when given: its spaces grow, as in a browser.
+        ``spaces``: draw space glyphs (some printers do) instead of leaving gaps; ``tracking``:
+        letter spacing in font sizes."""
+        words = text.split(" ")
+        natural = sum(self.width(w, size) for w in words) + tracking * size * (len(text) - 1)
+        space = self.width(" ", size)
+        if width is not None and len(words) > 1:
+            space = (width - natural) / (len(words) - 1)
+        placed = []
+        pen = x
+        for n, word in enumerate(words):
+            if n:
+                if spaces:
+                    placed.append((" ", pen, baseline, size))
+                pen += space + tracking * size
+            for k, ch in enumerate(word):
+                if k:  # kerning: a glyph a little closer or further than its advance
+                    pen += float(self.rng.uniform(-0.03, 0.03)) * size + tracking * size
+                placed.append((ch, pen, baseline, size))
+                pen += self.width(ch, size)
+        self.lines.append(placed)
+
+    def finish(self) -> None:
+        """Draw the glyphs: each its own text object (browser), or each line one TJ array of
+        single-glyph elements (typeset); lines and glyphs in a shuffled order."""
+        c = self.c
+        if self.printer == "browser":
+            glyphs = [g for line in self.lines for g in line]
+            for i in self.rng.permutation(len(glyphs)):
+                ch, x, baseline, size = glyphs[i]
+                c.setFont(self.font, size)
+                c.drawString(x, self.height - baseline, ch)
+            return
+        c.setFont(self.font, 12)
+        name = c._doc.getInternalFontName(self.font)
+        for i in self.rng.permutation(len(self.lines)):
+            line = self.lines[i]
+            if not line:
+                continue
+            ch, x, baseline, size = line[0]
+            parts, pen = [], x
+            for ch, gx, _, _ in line:
+                shift = (gx - pen) * 1000 / size  # TJ numbers move the pen left: minus is a gap
+                if abs(shift) > 0.01:
+                    parts.append(f"{-shift:.2f}")
+                code = ch.encode("cp1252")[0]  # WinAnsi, as reportlab's standard fonts; octal beyond ASCII
+                parts.append(f"({chr(code)})" if 0x20 <= code < 0x7F and chr(code) not in "()\\" else f"(\\{code:03o})")
+                pen = gx + self.width(ch, size)
+            c._code.append(f"BT {name} {size:.2f} Tf 1 0 0 1 {x:.3f} {self.height - baseline:.3f} Tm "
+                           f"[{' '.join(parts)}] TJ ET")
+
+
+def write_printed_pdf(path: Path, printer: str = "browser", seed: int = 0) -> BookTruth:
+    """A picture book printed from HTML: a title page, a publisher page, the story as a table of
+    pictures with their text beside them (two rows a page, as the rows fall), and THE END."""
+    from reportlab.lib.utils import simpleSplit
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+    from reportlab.pdfgen import canvas
+
+    if printer not in PRINTERS:
+        raise ValueError(f"unknown printer {printer!r}")
+    path = Path(path)
+    spec = PRINTERS[printer]
+    rng = np.random.default_rng(7000 + seed)
+    c = canvas.Canvas(str(path), pagesize=_LETTER, invariant=1)
+    c.setTitle(TITLE)
+    c.setAuthor("")
+    c.setCreator(spec["creator"])
+    c.setProducer(spec["producer"])
+    width, height = _LETTER
+    page_number = 0
+
+    def new_page() -> GlyphPage:
+        nonlocal page_number
+        page_number += 1
+        return GlyphPage(c, printer, rng)
+
+    def end_page(page: GlyphPage) -> None:
+        page.finish()
+        c.showPage()
+
+    hyphen = spec["hyphen"]
+
+    def printed(line: str) -> str:
+        return line[:-1] + hyphen if line.endswith("\u00ad") else line
+
+    page = new_page()  # title page, centred, with space glyphs (as a browser prints short lines)
+    for text, size, baseline in ((TITLE, 32, 300), (f"by {AUTHOR}", 18, 360), (f"Illustrated by {ILLUSTRATOR}", 18, 390)):
+        page.line(text, (width - page.width(text, size)) / 2, baseline, size, spaces=True)
+    end_page(page)
+    page = new_page()  # publisher page
+    page.line("Storyloom Press", 250, 200, 14, spaces=True)
+    for n, text in enumerate(simpleSplit(COPYRIGHT, page.font, 10, 400)):
+        page.line(text, 106, 240 + 14 * n, 10)
+    end_page(page)
+
+    column_x, column_w = 380.0, 172.0  # the text cell: every line fits at this size
+    widest = max(stringWidth(printed(line), page.font, 1.0) for frame in PRINTED_STORY for lines in frame
+                 for line in lines)
+    size = min(15.0, column_w / widest)
+    leading = size * 1.25
+    frames: list[TruthFrame] = []
+    page, top = new_page(), 60.0
+    for i, paragraphs in enumerate(PRINTED_STORY):
+        art = picture(seed * 100 + 50 + i, 400, 300)
+        lines = sum(len(p) for p in paragraphs)
+        text_h = lines * leading + (len(paragraphs) - 1) * size  # a paragraph margin between paragraphs
+        row_h = max(225.0, text_h)
+        if top + row_h > height - 60:
+            end_page(page)
+            page, top = new_page(), 60.0
+        c.drawImage(_reader(art), 60, height - top - (row_h + 225) / 2, width=300, height=225)
+        baseline = top + (row_h - text_h) / 2 + size  # the cell's text, vertically centred
+        for lines_of in paragraphs:
+            for n, line in enumerate(lines_of):
+                last = n == len(lines_of) - 1
+                page.line(printed(line), column_x, baseline, size, width=None if last else column_w)
+                baseline += leading
+            baseline += size
+        frames.append(TruthFrame(art, printed_text(paragraphs), page_number))
+        top += row_h + 20
+    end_page(page)
+    page = new_page()
+    page.line(PRINTED_END, (width - page.width(PRINTED_END, 24)) / 2, 200, 24, tracking=0.25)  # letter-spaced
+    end_page(page)
+    c.save()
+    return BookTruth(name=f"printed-{printer}", path=path, layout="printed", frames=frames, license="CC-BY",
+                     language=None, matter_texts=[COPYRIGHT, f"Illustrated by {ILLUSTRATOR}", PRINTED_END])

@@ -60,9 +60,6 @@ SEMANTIC_REASONS = {
     "distributor": "distributor", "notice": "copyright", "rearnotes": "back_matter", "endnotes": "back_matter",
     "footnotes": "back_matter",
 }
-_COPYRIGHT = re.compile(r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|\bisbn\b|creative\s*commons|"
-                        r"licen[cs]ed\s+under|\bcc[- ]?(by|0)\b|published\s+by|first\s+published|printed\s+(in|by)\b|"
-                        r"project gutenberg|this (work|book) is licen[cs]ed", re.I)
 _ABOUT = re.compile(r"\babout the (author|illustrator|writer|artist|translator|publisher|authors|illustrators|"
                     r"series|book)\b|\bmeet the (author|illustrator)|acknowledge?ments?\b|\bbiography\b", re.I)
 _CONTENTS = re.compile(r"^\s*(table of )?contents\b|^\s*list of (colou?red )?(illustrations|plates|pictures)\b", re.I)
@@ -71,6 +68,9 @@ _CONTENTS_HEADING = re.compile(r"^\W*((table of )?contents|(list of )?(colou?red
 # block rules for flowing books: anywhere (words story text never holds), or only outside the story
 _STRONG_MATTER = re.compile(r"©|\(c\)\s*\d{4}|\bcopyright\b|all rights reserved|\bisbn\b|creative\s*commons|"
                             r"licen[cs]ed\s+under|this (work|book) is licen[cs]ed", re.I)
+# a whole printed page: the block words, plus a licence tag and publishing lines
+_COPYRIGHT = re.compile(_STRONG_MATTER.pattern + r"|\bcc[- ]?(by|0)\b|published\s+by|first\s+published|"
+                        r"printed\s+(in|by)\b|project gutenberg", re.I)
 _DISTRIBUTOR = re.compile(r"project\s+gutenberg|gutenberg\.(org|net)|\bpgdp\b|distributed\s+proofread|"
                           r"transcriber'?s?\s+notes?\b|\be-?text\s+(prepared|produced)\b", re.I)
 _WEAK_MATTER = re.compile(r"published\s+(by|in)\b|first\s+published|\bprinted\s+(and\s+bound\s+)?(in|by|at|for)\b|"

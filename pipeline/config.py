@@ -322,9 +322,7 @@ class IngestConfig:
 
     def hash(self) -> str:
         """Hash of the settings that change outputs (run settings such as worker counts do not)."""
-        data = self.output_settings()
-        blob = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+        return _config_hash(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> "IngestConfig":
@@ -335,6 +333,13 @@ class IngestConfig:
         if path is None:
             return cls().validate()
         return cls.from_dict(read_yaml_mapping(path))
+
+
+@functools.lru_cache(maxsize=32)
+def _config_hash(cfg: IngestConfig) -> str:
+    # a frozen config hashes by value; every source and stage asks, so it is computed once per config
+    blob = json.dumps(cfg.output_settings(), sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
 
 
 def _check(ok: bool, message: str) -> None:

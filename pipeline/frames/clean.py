@@ -9,7 +9,9 @@ very start or end of a video that no narration overlaps. Reasons:
   only when the video has speech at all (without text we cannot tell a card from a page).
 - ``near_duplicate``: perceptual hash within ``phash_max_distance`` bits of the previous kept
   frame. The duplicate's time span and text move into the kept frame, so no narration is lost.
-  Exception: when a fade through black separates the two and both are narrated, the video
+  Exception (:func:`keeps_look_alike`): a page turned by hand in a filmed book keeps its frame when
+  both pages are narrated (the open book dominates both pictures); and when a fade through black
+  separates the two and both are narrated, the video
   turned the page on purpose (a title page that reuses the first illustration is common);
   both are kept and the second is flagged ``repeated_image``.
 
@@ -46,6 +48,7 @@ class FrameCandidate:
     page: int | None = None
     clip_score: float | None = None  # image-text cosine (pipeline.models.clip); None without CLIP
     caption: str | None = None  # visual description (pipeline.models.captions); None without a captioner
+    text_assignment: str | None = None  # how the text was aligned (pipeline.text.align.ASSIGNMENTS); None without text
 
 
 @dataclass
@@ -89,9 +92,21 @@ def _merge_into(target: FrameCandidate, other: FrameCandidate, after: bool) -> N
     target.text = " ".join(t for t in texts if t)
     if target.text and "no_speech" in target.flags:
         target.flags.remove("no_speech")
+    if other.text:  # the merged text is as sure as the less sure of the two
+        if target.align_score is None or other.align_score is not None and other.align_score < target.align_score:
+            target.align_score = other.align_score
+        target.text_assignment = _less_sure(target.text_assignment, other.text_assignment)
     if other.t_start is not None and target.t_start is not None:
         target.t_start = min(target.t_start, other.t_start)
         target.t_end = max(target.t_end, other.t_end)
+
+
+def _less_sure(a: str | None, b: str | None) -> str | None:
+    """The less sure of two text assignments (pipeline.text.align.ASSIGNMENTS order; None: no text)."""
+    from pipeline.text.align import ASSIGNMENTS
+
+    known = [x for x in (a, b) if x in ASSIGNMENTS]
+    return max(known, key=ASSIGNMENTS.index) if known else (a or b)
 
 
 class FrameKeeper:
@@ -124,6 +139,18 @@ class FrameKeeper:
         if self._orphans:
             log.warning("%s dropped every frame; %d frame(s) of narration are lost with them", who, len(self._orphans))
         return CleanResult(kept=self.kept, dropped=dict(sorted(self.dropped.items())))
+
+
+def keeps_look_alike(frame: FrameCandidate, previous: FrameCandidate) -> bool:
+    """Whether ``frame`` stays although it looks like ``previous``: the video turned the page on
+    purpose and both pages are narrated. After a fade through black the picture really repeats
+    (flagged ``repeated_image``); after a page turned by hand (a filmed book) the two pages only
+    look alike to a whole-frame hash, the open book and the table filling most of both frames."""
+    if not (frame.text and previous.text and frame.boundary in ("fade", "turn")):
+        return False
+    if frame.boundary == "fade" and "repeated_image" not in frame.flags:
+        frame.flags.append("repeated_image")
+    return True
 
 
 def _edge_cards(frames: list[FrameCandidate], cfg: CleanConfig) -> dict[int, str]:
@@ -165,9 +192,7 @@ def clean_frames(frames: list[FrameCandidate], cfg: CleanConfig) -> CleanResult:
             continue
         digest = phash(grey)
         if cfg.drop_duplicates and keeper.kept and hamming(digest, kept_hashes[-1]) <= cfg.phash_max_distance:
-            if frame.boundary == "fade" and frame.text and keeper.kept[-1].text:
-                frame.flags.append("repeated_image")
-            else:
+            if not keeps_look_alike(frame, keeper.kept[-1]):
                 keeper.drop(frame, "near_duplicate")
                 continue
         keeper.keep(frame)

@@ -10,8 +10,8 @@ embeds the kept frames in batches and
    reaches the configured threshold;
 2. drops **near-duplicates** whose image embedding has cosine >= ``dedup_threshold`` with the
    previous kept frame (zooms, pans, a pointer or a hand over the same page, which pHash misses),
-   except after a fade through black when both frames are narrated (a deliberate page turn,
-   flagged ``repeated_image``, as in the pHash rule);
+   except after a deliberate page turn when both frames are narrated, as in the pHash rule
+   (:func:`pipeline.frames.clean.keeps_look_alike`);
 3. for videos, realigns the narration: sentences to the kept frames by monotonic DTW over the
    time prior and CLIP text-image similarity (:mod:`pipeline.text.clip_align`), setting ``scores.align``;
 4. sets ``scores.clip``: the cosine similarity of each frame's image and its text.
@@ -32,7 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.frames.clean import CleanResult, FrameCandidate, FrameKeeper
+from pipeline.frames.clean import CleanResult, FrameCandidate, FrameKeeper, keeps_look_alike
 from pipeline.config import ClipConfig, ModelsConfig
 from pipeline.text.subtitles import Cue
 
@@ -275,10 +275,7 @@ def refine_with_clip(
             elif cfg.filter_text_cards and probabilities[i, card] >= cfg.text_card_threshold:
                 reason = "text_card"
         if reason is None and cfg.dedup and kept and float(images[i] @ images[kept_rows[-1]]) >= cfg.dedup_threshold:
-            if frame.boundary == "fade" and frame.text and kept[-1].text:
-                if "repeated_image" not in frame.flags:
-                    frame.flags.append("repeated_image")
-            else:
+            if not keeps_look_alike(frame, kept[-1]):
                 reason = "clip_duplicate"
         if reason is not None:
             keeper.drop(frame, reason)
@@ -308,6 +305,7 @@ def _realign(frames: list[FrameCandidate], sentences: Sequence[Cue], similarity:
         moved += frame.text != text.text
         frame.text = text.text
         frame.align_score = text.score
+        frame.text_assignment = text.assignment
         frame.flags = [f for f in frame.flags if f != "no_speech"] + list(text.flags)
     if moved:
         log.debug("CLIP alignment changed the text of %d of %d frame(s)", moved, len(frames))

@@ -73,6 +73,7 @@ class Frame:
     scores: dict[str, float | None] = field(default_factory=lambda: {"align": None, "clip": None})
     flags: list[str] = field(default_factory=list)
     has_mask: bool = False  # a mask_member(index) member sits next to the image
+    text_assignment: str | None = None  # videos: how the text was assigned ("words", "sentences", "split_estimate")
 
     @property
     def members(self) -> list[str]:

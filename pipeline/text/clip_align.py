@@ -20,6 +20,12 @@ sentence between frames whose time shares differ by less than ``w`` (a sentence 
 page turn, or spoken in a gap), which is where timing alone is ambiguous. StorySalon aligned with
 CLIP and DTW alone; a sentence spoken entirely over one page stays on that page here whatever
 CLIP says. Ties go to the earlier frame.
+
+The units are those of :func:`pipeline.text.align.text_units`: words where the narration has
+word timings, else sentences (split by estimate only where one runs well across a turn). A
+word's own time is better evidence than the similarity of a whole cue to a picture, so words
+are placed by time alone (their CLIP weight is 0, and cuts between them move to pauses as in
+:func:`pipeline.text.align.align_by_time`); a piece of a sentence takes its sentence's similarity.
 """
 
 from __future__ import annotations
@@ -28,12 +34,25 @@ from typing import Sequence
 
 import numpy as np
 
-from pipeline.text.align import FrameText, check_spans, span_distances, overlap_fractions, frame_texts, monotonic_assignment
+from pipeline.text.align import (
+    WORDS,
+    FrameText,
+    TextUnit,
+    check_spans,
+    frame_texts,
+    monotonic_assignment,
+    overlap_fractions,
+    refine_word_cuts,
+    span_distances,
+    text_units,
+    unit_texts,
+)
 from pipeline.text.subtitles import Cue
 
 
-def time_prior(sentences: Sequence[Cue], spans: Sequence[tuple[float, float]], time_scale_s: float = 1.0) -> np.ndarray:
-    """(sentences, frames): each sentence's share of time on each frame; rows sum to 1."""
+def time_prior(sentences: Sequence[Cue | TextUnit], spans: Sequence[tuple[float, float]],
+               time_scale_s: float = 1.0) -> np.ndarray:
+    """(sentences, frames): each sentence's (unit's) share of time on each frame; rows sum to 1."""
     check_spans(spans)
     overlap = overlap_fractions(sentences, spans)  # (n, m)
     outside = np.clip(1.0 - overlap.sum(axis=1, keepdims=True), 0.0, 1.0)  # (n, 1) time on no frame
@@ -70,20 +89,29 @@ def align_sentences(
 
     ``similarity`` is (sentences, frames) cosine similarity of sentence text and frame image.
     Returns one :class:`~pipeline.text.align.FrameText` per frame, as :func:`~pipeline.text.align.align_by_time`
-    does: text joined by spaces, ``no_speech`` on frames without sentences, and as score the
-    mean combined score of the frame's sentences (their share of time on it when no CLIP).
+    does: text joined by spaces, ``no_speech`` on frames without text, how the text was assigned,
+    and as score the mean combined score of the frame's units (their share of time on it when
+    no CLIP, or for words).
     """
     check_spans(spans)
     if not spans:
         return []
     if not sentences:
         return frame_texts(sentences, [], None, len(spans))
-    prior = time_prior(sentences, spans, time_scale_s)
-    preference = None
     if similarity is not None:
         similarity = np.asarray(similarity)
-        if similarity.shape != prior.shape:
-            raise ValueError(f"similarity has shape {similarity.shape}, expected {prior.shape} (sentences, frames)")
-        preference = clip_preference(similarity, logit_scale)
-    score = combined_score(prior, preference, weight)
-    return frame_texts(sentences, monotonic_assignment(score), score, len(spans))
+        if similarity.shape != (len(sentences), len(spans)):
+            raise ValueError(f"similarity has shape {similarity.shape}, expected {(len(sentences), len(spans))} "
+                             "(sentences, frames)")
+    units = text_units(sentences, spans)
+    if not units:
+        return frame_texts([], [], None, len(spans))
+    prior = time_prior(units, spans, time_scale_s)
+    score = prior
+    if similarity is not None:
+        rows = [u.sentence for u in units]
+        combined = combined_score(prior, clip_preference(similarity[rows], logit_scale), weight)
+        by_time = np.array([u.how == WORDS for u in units])[:, None]
+        score = np.where(by_time, prior, combined)
+    assignment = refine_word_cuts(units, spans, monotonic_assignment(score))
+    return unit_texts(units, assignment, score, len(spans))

@@ -3,11 +3,14 @@
 Three steps, each a plain function over :class:`Cue` lists:
 
 - :func:`parse_subtitles` reads WebVTT or SRT text (tags, entities, cue settings, NOTE/STYLE
-  blocks, BOM, CRLF) into cues whose ``text`` keeps the cue's lines joined by ``"\\n"``.
+  blocks, BOM, CRLF) into cues whose ``text`` keeps the cue's lines joined by ``"\\n"``. The
+  inline word timings of auto-captions (``once<00:00:03.520><c> upon</c>``) are kept as the
+  cue's :class:`Word` list (and stripped from the text, as every tag is).
 - :func:`clean_cues` removes what is not narration: the repeated lines of YouTube's rolling
   auto-captions and their 10 ms "snapshot" cues, sound annotations such as ``[Music]``, and
-  empty cues; it leaves one line of text per cue.
-- :func:`split_sentences` turns cues into sentence-level timed units for alignment.
+  empty cues; it leaves one line of text per cue. Word-timed lines are de-duplicated by time.
+- :func:`split_sentences` turns cues into sentence-level timed units for alignment; a unit made
+  of word-timed cues keeps its words.
 
 Only the standard library (and the error types) is used here, so the module is cheap to import anywhere.
 """
@@ -16,10 +19,11 @@ from __future__ import annotations
 
 import codecs
 import html
+import itertools
 import logging
 import re
-from dataclasses import dataclass
-from typing import Iterable
+from dataclasses import dataclass, field
+from typing import Iterable, Sequence
 
 from pipeline.errors import StageError
 
@@ -32,12 +36,30 @@ MAX_SENTENCE_CHARS = 400  # never grow a cross-cue sentence beyond this (unpunct
 
 
 @dataclass(frozen=True)
-class Cue:
-    """A piece of text shown (or spoken) from ``start`` to ``end`` seconds."""
+class Word:
+    """One word of a word-timed cue: spoken from ``start``; ``end`` is the next word's start (the
+    cue's end for its last word), so it includes any pause after the word."""
 
     start: float
     end: float
     text: str
+
+
+@dataclass(frozen=True)
+class Cue:
+    """A piece of text shown (or spoken) from ``start`` to ``end`` seconds.
+
+    ``words`` holds the inline word timings of auto-captions, in spoken order (empty when the
+    subtitles have none). After :func:`parse_subtitles` they are the words of the cue's timed
+    lines only; after :func:`clean_cues` a cue that has words has them for all of its text
+    (``text == " ".join(w.text for w in words)``). They do not take part in comparisons: two
+    cues with the same span and text are equal.
+    """
+
+    start: float
+    end: float
+    text: str
+    words: tuple[Word, ...] = field(default=(), compare=False)
 
 
 class SubtitleError(StageError):
@@ -54,6 +76,7 @@ _TAG_RE = re.compile(
     r"|<\d{1,2}(?::\d{2}){1,2}[.,]\d{1,3}>"  # inline timing <00:00:01.520>
     r"|\{\\[^{}]*\}"  # SRT/ASS override codes {\an8}
 )
+_INLINE_TIME_RE = re.compile(r"<(\d{1,2}(?::\d{2}){1,2}[.,]\d{1,3})>")  # the same timing as in _TAG_RE
 _INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200e\u200f\u2060\ufeff"), None)
 _SKIP_BLOCK_RE = re.compile(r"^(NOTE|STYLE|REGION)(\s|$)")
 _CONTROL_RE = re.compile("[\x00-\x08\x0b-\x1f\x7f\ufffd]")  # binary junk (\ufffd: undecodable)
@@ -98,7 +121,8 @@ def _parse_blocks(text: str, fmt: str) -> list[Cue]:
             if fmt == "srt" and cues and not block.strip().isdigit() and not timing_rows:
                 # a blank line inside an SRT cue's text: keep the text with its cue
                 last = cues[-1]
-                cues[-1] = Cue(last.start, last.end, _join_lines([last.text, *lines]))
+                cues[-1] = Cue(last.start, last.end, _join_lines([last.text, *lines]),
+                               last.words + _timed_words(lines, last.start, last.end))
             elif not (lines[0].startswith("WEBVTT") or _SKIP_BLOCK_RE.match(lines[0])):
                 log.warning("ignoring a subtitle block without a timing line: %.60r", block)
             continue
@@ -112,7 +136,7 @@ def _parse_blocks(text: str, fmt: str) -> list[Cue]:
                 bad += 1
                 log.warning("skipping a cue with a malformed timing line %r", lines[row].strip())
                 continue
-            cues.append(Cue(times[0], times[1], _join_lines(body)))
+            cues.append(Cue(times[0], times[1], _join_lines(body), _timed_words(body, *times)))
     if not cues:
         if bad:
             raise SubtitleError(f"none of the {bad} subtitle cue(s) has a valid timing line")
@@ -162,11 +186,60 @@ def _join_lines(lines: Iterable[str]) -> str:
     """Strip markup from each line, collapse its whitespace and drop empty lines."""
     out = []
     for line in lines:
-        line = html.unescape(_TAG_RE.sub("", line)).translate(_INVISIBLE)
-        line = " ".join(line.replace("\xa0", " ").split())
+        line = " ".join(_plain(line).split())
         if line:
             out.append(line)
     return "\n".join(out)
+
+
+def _plain(text: str) -> str:
+    """``text`` without markup and entities; invisible characters dropped, no-break spaces as spaces."""
+    return html.unescape(_TAG_RE.sub("", text)).translate(_INVISIBLE).replace("\xa0", " ")
+
+
+def _parse_inline_time(stamp: str) -> float:
+    """Seconds of an inline timing ``HH:MM:SS.mmm`` or ``MM:SS.mmm``."""
+    *units, seconds = stamp.replace(",", ".").split(":")
+    whole, _, fraction = seconds.partition(".")
+    value = int(whole) + int(fraction.ljust(3, "0")) / 1000
+    for scale, unit in zip((60, 3600), reversed(units)):
+        value += scale * int(unit)
+    return value
+
+
+def _timed_words(body: Sequence[str], start: float, end: float) -> tuple[Word, ...]:
+    """The words of the lines of a cue body that carry inline timings (``<00:00:01.520>``).
+
+    The text before a line's first timing starts at the cue's start; each timing starts the word
+    after it. Several words between two timings share that stretch evenly; a word's end is the
+    next word's start, and the cue's end closes the last one. Timings out of order or outside the
+    cue are clamped into it. A line whose words would not spell its text is left untimed.
+    """
+    words: list[Word] = []
+    for line in body:
+        parts = _INLINE_TIME_RE.split(line)
+        if len(parts) == 1:
+            continue
+        times = [start] + [min(max(_parse_inline_time(stamp), start), end) for stamp in parts[1::2]]
+        times = list(itertools.accumulate(times, max))  # never backwards
+        tokens: list[list] = []  # [text, start]
+        for n, chunk in enumerate(parts[0::2]):
+            text = _plain(chunk)
+            pieces = text.split()
+            if not pieces:
+                continue
+            if tokens and not text[0].isspace():  # "yum<t><c>my</c>": one word, as in the text
+                tokens[-1][0] += pieces.pop(0)
+            t0 = times[n]
+            t1 = times[n + 1] if n + 1 < len(times) else end
+            tokens.extend([piece, t0 + (t1 - t0) * k / len(pieces)] for k, piece in enumerate(pieces))
+        if " ".join(t for t, _ in tokens) != _join_lines([line]):
+            log.debug("inline timings that do not spell their line %.60r; line left untimed", line)
+            continue
+        for k, (text, t0) in enumerate(tokens):
+            t1 = tokens[k + 1][1] if k + 1 < len(tokens) else end
+            words.append(Word(round(t0, 3), round(t1, 3), text))
+    return tuple(words)
 
 
 # --------------------------------------------------------------------------- cleaning
@@ -186,40 +259,118 @@ def clean_cues(cues: Iterable[Cue], rolling: bool | None = None) -> list[Cue]:
     previous cue's last line and adds one); None detects it. Snapshot cues shorter than
     ``SNAPSHOT_MAX_S`` that only repeat their neighbours are dropped, as are sound annotations
     and cues left empty. Clean manual subtitles come back with only whitespace changed.
+
+    When the cues carry inline word timings (auto-captions), a timed word is the same word
+    wherever it is repeated exactly when it has the same start time: timed lines are
+    de-duplicated by time, never by their text (a refrain that really is spoken twice stays
+    twice). The untimed lines of such a track (the rolling repeat of the previous line, or a
+    new one-word line, which YouTube writes without timings) are compared as text, and a new
+    one gets words spread over its cue. Each cue that keeps text then has words for all of it.
     """
     ordered = sorted(cues, key=lambda c: c.start)  # stable: file order among equal starts
-    lines = [_clean_lines(c.text) for c in ordered]
+    timed = any(c.words for c in ordered)
+    lines = [_cue_lines(c) for c in ordered]
+    texts = [[text for text, _ in cue_lines] for cue_lines in lines]
     keep: list[int] = []
     snapshots = 0
     for i, cue in enumerate(ordered):
-        if not lines[i]:
+        if not texts[i]:
             continue
-        if cue.end - cue.start < SNAPSHOT_MAX_S:
-            around = set(lines[keep[-1]] if keep else ()) | set(lines[i + 1] if i + 1 < len(lines) else ())
-            if set(lines[i]) <= around:
+        if cue.end - cue.start < SNAPSHOT_MAX_S and not any(words for _, words in lines[i]):
+            around = set(texts[keep[-1]] if keep else ()) | set(texts[i + 1] if i + 1 < len(texts) else ())
+            if set(texts[i]) <= around:
                 snapshots += 1
                 continue
         keep.append(i)
     if rolling is None:
         pairs = list(zip(keep, keep[1:]))
-        hits = sum(1 for a, b in pairs if _new_lines(lines[a], lines[b]) != lines[b])
+        hits = sum(1 for a, b in pairs if _new_lines(texts[a], texts[b]) != texts[b])
         rolling = hits >= 1 and 2 * hits >= len(pairs) and (hits >= 2 or snapshots > 0)
         if rolling:
             log.debug("rolling auto-captions detected (%d of %d cue pairs repeat lines)", hits, len(pairs))
     out: list[Cue] = []
     previous: list[str] = []
+    seen: set[int] = set()  # start times (ms) of the timed words already taken
     for i in keep:
-        new = _new_lines(previous, lines[i]) if rolling else lines[i]
-        previous = lines[i]
-        text = " ".join(new)
-        if text:
-            out.append(Cue(ordered[i].start, ordered[i].end, text))
+        new = _new_lines(previous, texts[i]) if rolling else texts[i]
+        previous = texts[i]
+        cue = ordered[i]
+        if not timed:
+            text = " ".join(new)
+            if text:
+                out.append(Cue(cue.start, cue.end, text))
+            continue
+        words: list[Word] = []
+        spread: list[Word] = []
+        first_new = len(texts[i]) - len(new)  # new[0] may be the new end of a growing line
+        for n, (_, line_words) in enumerate(lines[i]):
+            if line_words is None:  # untimed: new only where the text says so
+                if n >= first_new:
+                    spread.extend(_spread(new[n - first_new], cue.start, cue.end))
+                continue
+            for word in line_words:
+                key = round(word.start * 1000)
+                if key not in seen:
+                    seen.add(key)
+                    words.append(word)
+        seen.update(round(w.start * 1000) for w in spread)
+        words = sorted(words + spread, key=lambda w: w.start)  # stable: timed words first at equal times
+        if words:
+            out.append(Cue(cue.start, cue.end, " ".join(w.text for w in words), tuple(words)))
     return out
 
 
-def _clean_lines(text: str) -> list[str]:
-    lines = (" ".join(_ANNOTATION_RE.sub(" ", line).split()) for line in text.split("\n"))
-    return [line for line in lines if line]
+def _cue_lines(cue: Cue) -> list[tuple[str, tuple[Word, ...] | None]]:
+    """The cue's lines after annotation removal, each with its timed words (None: an untimed line).
+
+    Timed lines are found from the end of the cue (YouTube puts the new, timed line last): a line
+    is timed when its words are the last words not yet given to a later line.
+    """
+    raw = [line for line in cue.text.split("\n") if line.strip()]
+    remaining = list(cue.words)
+    timed: list[tuple[Word, ...] | None] = [None] * len(raw)
+    for n in range(len(raw) - 1, -1, -1):
+        tokens = raw[n].split()
+        if remaining and len(tokens) <= len(remaining) and [w.text for w in remaining[-len(tokens):]] == tokens:
+            timed[n] = tuple(remaining[-len(tokens):])
+            del remaining[-len(tokens):]
+    if remaining:
+        log.debug("word timings that match no line of the cue at %.3f s; the cue is read untimed", cue.start)
+        timed = [None] * len(raw)
+    out = []
+    for line, words in zip(raw, timed):
+        if words is None:
+            text = " ".join(_ANNOTATION_RE.sub(" ", line).split())
+            if text:
+                out.append((text, None))
+            continue
+        words = _drop_annotations(words)
+        if words:
+            out.append((" ".join(w.text for w in words), words))
+    return out
+
+
+def _drop_annotations(words: tuple[Word, ...]) -> tuple[Word, ...]:
+    """Timed words without sound annotations ([Music], >>, ...), which may span several words."""
+    joined = " ".join(w.text for w in words)
+    covered = [False] * len(joined)
+    for match in _ANNOTATION_RE.finditer(joined):
+        covered[match.start() : match.end()] = [True] * (match.end() - match.start())
+    out, at = [], 0
+    for word in words:
+        text = "".join(ch for ch, gone in zip(word.text, covered[at : at + len(word.text)]) if not gone)
+        at += len(word.text) + 1
+        if text:
+            out.append(Word(word.start, word.end, text))
+    return tuple(out)
+
+
+def _spread(text: str, start: float, end: float) -> list[Word]:
+    """The words of an untimed line spread evenly over ``start..end`` (a one-word line: all of it)."""
+    tokens = text.split()
+    step = (end - start) / max(len(tokens), 1)
+    return [Word(round(start + k * step, 3), round(start + (k + 1) * step, 3) if k + 1 < len(tokens) else end, token)
+            for k, token in enumerate(tokens)]
 
 
 def _new_lines(previous: list[str], current: list[str]) -> list[str]:
@@ -259,8 +410,12 @@ def split_sentences(cues: Iterable[Cue], language: str | None = None, max_join_g
     read-alouds an unpunctuated cue is often a title page. Terminators are . ! ? … and 。！？ with
     closing quotes kept; abbreviations, decimals and a terminator followed by a lowercase word
     (``"Shhh!" said the farmer.``) do not end a sentence. Unpunctuated text stays cue-sized.
+
+    Word timings go with their text: a sentence cut from a word-timed cue keeps its words and
+    their times (instead of a share of the cue's), and a sentence joined from several cues keeps
+    all of theirs (none, if one of the cues has no timings).
     """
-    cues = [Cue(c.start, c.end, " ".join(c.text.split())) for c in cues]
+    cues = [Cue(c.start, c.end, " ".join(c.text.split()), c.words) for c in cues]
     cues = [c for c in cues if c.text]
     abbreviations = _ABBREVIATIONS[""] | _ABBREVIATIONS.get((language or "").lower().split("-")[0], set())
     terminators = sum(1 for c in cues for m in _END_RE.finditer(c.text))
@@ -279,7 +434,8 @@ def split_sentences(cues: Iterable[Cue], language: str | None = None, max_join_g
             )
             if joins:
                 sep = "" if _is_cjk(current.text[-1]) and _is_cjk(piece.text[0]) else " "
-                current = Cue(current.start, piece.end, current.text + sep + piece.text)
+                words = current.words + piece.words if current.words and piece.words and sep else ()
+                current = Cue(current.start, piece.end, current.text + sep + piece.text, words)
             else:
                 if current is not None:
                     units.append(current)
@@ -307,6 +463,15 @@ def _timed_pieces(cue: Cue, abbreviations: set[str]) -> list[Cue]:
         begin = end
     if cue.text[begin:].strip():
         pieces.append(cue.text[begin:].strip())
+    if cue.words and [t for p in pieces for t in p.split()] == [w.text for w in cue.words]:
+        out, taken = [], 0
+        for n, piece in enumerate(pieces):
+            words = cue.words[taken : taken + len(piece.split())]
+            taken += len(words)
+            t0 = cue.start if n == 0 else words[0].start
+            t1 = cue.end if n == len(pieces) - 1 else words[-1].end
+            out.append(Cue(t0, t1, piece, words))
+        return out
     total = sum(len(p) for p in pieces)
     out, done = [], 0
     for piece in pieces:
@@ -328,6 +493,13 @@ def _continues(previous: str, nxt: str, gap: float, max_gap: float, abbreviation
     # "a fox named" / "Felix." continues, but so would a title cue without a full stop followed
     # by the first page: trust a capital only across the pause of continuous speech
     return gap <= min(max_gap, TIGHT_JOIN_GAP_S)
+
+
+def ends_sentence(text: str) -> bool:
+    """Whether ``text`` ends a sentence: a terminator (. ! ? … 。！？, closing quotes after it allowed)
+    that is not the full stop of an abbreviation or initial."""
+    text = text.rstrip()
+    return bool(text) and _ends_sentence(text, _ABBREVIATIONS[""])
 
 
 def _ends_sentence(text: str, abbreviations: set[str]) -> bool:

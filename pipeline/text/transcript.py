@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence, runtime_checkable
 
 from pipeline.errors import StageError
 from pipeline.records import FetchedMedia, SubtitleTrack
-from pipeline.text.subtitles import Cue, SubtitleError, clean_cues, parse_subtitles, split_sentences
+from pipeline.text.subtitles import Cue, SubtitleError, Word, clean_cues, parse_subtitles, split_sentences
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +38,22 @@ class Transcript:
         return " ".join(s.text for s in self.segments)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "language": self.language,
-            "origin": self.origin,
-            "segments": [{"start": s.start, "end": s.end, "text": s.text} for s in self.segments],
-        }
+        """The stored form (text.json): a segment with word timings adds ``words``: [[start, end, text], ...]."""
+        segments = []
+        for s in self.segments:
+            segment: dict[str, Any] = {"start": s.start, "end": s.end, "text": s.text}
+            if s.words:
+                segment["words"] = [[w.start, w.end, w.text] for w in s.words]
+            segments.append(segment)
+        return {"language": self.language, "origin": self.origin, "segments": segments}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Transcript":
-        segments = [Cue(float(s["start"]), float(s["end"]), s["text"]) for s in data["segments"]]
+        segments = [
+            Cue(float(s["start"]), float(s["end"]), s["text"],
+                tuple(Word(float(a), float(b), str(t)) for a, b, t in s.get("words") or ()))
+            for s in data["segments"]
+        ]
         return cls(segments=segments, language=data.get("language"), origin=data["origin"])
 
 

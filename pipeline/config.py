@@ -49,6 +49,10 @@ class FetchConfig:
         _check(self.max_filesize_mb > 0, "fetch.max_filesize_mb must be > 0")
 
 
+KEYFRAME_MODES = ("pages", "shots", "auto")
+SHOT_DETECTORS = ("auto", "transnetv2", "scenedetect")
+
+
 @dataclass(frozen=True)
 class KeyframeConfig:
     analysis_width: int = 64  # frames are compared at this width (grey, area-averaged)
@@ -60,7 +64,23 @@ class KeyframeConfig:
     min_page_s: float = 0.6  # shorter still runs are transition debris, not pages
     settle_margin_s: float = 0.12  # frames this close to a transition are never chosen
     max_candidates: int = 6  # sharpness is measured on at most this many frames per page
+    turn_min_area: float = 0.2  # a page turn (motion, not a blend) sweeps at least this fraction of the frame
+    rectify: bool = False  # warp each chosen page flat (the paper's quadrilateral), flag it `rectified`
     decode_threads: int = 1  # 1 is the cheapest in CPU time; processes give the parallelism
+    # shot mode, for animated or live-action stories (pipeline/video/shots.py). With mode "pages" none of
+    # the fields below is read, and they are left out of the config hash and the keyframe stage's key:
+    # a config without them (or with them at any value in pages mode) keeps its hash and its outputs.
+    mode: str = "pages"  # pages (one frame per still page) | shots (one per shot) | auto (decided per video, recorded)
+    shot_detector: str = "auto"  # auto (transnetv2 when installed, else scenedetect) | transnetv2 | scenedetect
+    shot_threshold: float = 0.5  # TransNetV2: a frame with a transition probability above this is a transition
+    scenedetect_threshold: float = 3.0  # the fallback, PySceneDetect's AdaptiveDetector: its adaptive_threshold
+    min_shot_s: float = 0.5  # shorter shots (flashes, the middle of a long dissolve) are transition debris
+    auto_still_fraction: float = 0.5  # auto: pages when at least this fraction of the frames is in still runs
+
+    _SHOT_FIELDS = ("mode", "shot_detector", "shot_threshold", "scenedetect_threshold", "min_shot_s",
+                   "auto_still_fraction")
+    # filmed-book fields, left out of the hash at their defaults (the hash a config had before them)
+    _FILMED_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False))
 
     def validate(self) -> None:
         _check(16 <= self.analysis_width <= 512, "keyframes.analysis_width must be in [16, 512]")
@@ -70,7 +90,29 @@ class KeyframeConfig:
         _check(self.page_change_threshold > 0, "keyframes.page_change_threshold must be > 0")
         _check(self.min_page_s > 0, "keyframes.min_page_s must be > 0")
         _check(self.max_candidates >= 1, "keyframes.max_candidates must be >= 1")
+        _check(0 < self.turn_min_area <= 1, "keyframes.turn_min_area must be in (0, 1]")
         _check(self.decode_threads >= 0, "keyframes.decode_threads must be >= 0 (0 = auto)")
+        _check(self.mode in KEYFRAME_MODES, f"keyframes.mode must be one of {', '.join(KEYFRAME_MODES)}, got {self.mode!r}")
+        _check(self.shot_detector in SHOT_DETECTORS,
+               f"keyframes.shot_detector must be one of {', '.join(SHOT_DETECTORS)}, got {self.shot_detector!r}")
+        _check(0.0 < self.shot_threshold < 1.0, "keyframes.shot_threshold must be in (0, 1)")
+        _check(self.scenedetect_threshold > 0, "keyframes.scenedetect_threshold must be > 0")
+        _check(self.min_shot_s > 0, "keyframes.min_shot_s must be > 0")
+        _check(0.0 <= self.auto_still_fraction <= 1.0, "keyframes.auto_still_fraction must be in [0, 1]")
+
+    def output_settings(self) -> dict[str, Any]:
+        """The keyframe settings that shape outputs: in pages mode, none of the shot fields.
+
+        So a run in pages mode has the hash (and the keyframe stage key) it had before shot mode existed.
+        """
+        data = to_jsonable(dataclasses.asdict(self))
+        if self.mode == "pages":
+            for name in self._SHOT_FIELDS:
+                data.pop(name)
+        for name, default in self._FILMED_DEFAULTS:
+            if data[name] == default:
+                data.pop(name)
+        return data
 
 
 @dataclass(frozen=True)
@@ -316,6 +358,7 @@ class IngestConfig:
         data = self.to_dict()
         data.pop("run")
         data.pop("models")
+        data["keyframes"] = self.keyframes.output_settings()  # the shot fields only outside pages mode
         if self.models.any_enabled:
             data["models"] = self.models.output_settings()
         return data

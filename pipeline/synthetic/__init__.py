@@ -31,10 +31,15 @@ The package, one module per role:
 - ``timeline``: :class:`FrameRenderer` (segments, transitions, frames) and :func:`word_timings`;
 - ``audio``: the synthetic narration;
 - ``encode``: H.264/AAC mp4 encoding with PyAV;
-- ``subtitles``: WebVTT/SRT text, YouTube-style auto captions and the HTML page;
+- ``subtitles``: WebVTT/SRT text, YouTube-style auto captions (with inline word timings) and the HTML page;
 - ``writer``: :func:`write_story_video`, which puts the above together;
 - ``bad_media``: broken files for the error-path tests;
-- ``examples``: the bundled example dataset.
+- ``examples``: the bundled example dataset;
+- ``animated``: animated clips (moving shots, hard cuts, dissolves) with shot truth, for shot mode:
+  :class:`AnimatedSpec`, :func:`write_animated_video`, :func:`sample_animated_spec`;
+- ``filmed``: filmed picture books (a book open on a table: perspective, drift and shake, exposure
+  flicker, noise, hands, animated page turns) with page truth: :class:`FilmedSpec`,
+  :func:`write_filmed_video`, :func:`load_filmed_truth`.
 """
 
 from pipeline.synthetic.spec import (
@@ -51,7 +56,15 @@ from pipeline.synthetic.spec import (
 from pipeline.synthetic.drawing import draw_card, draw_page
 from pipeline.synthetic.timeline import FrameRenderer, word_timings
 from pipeline.synthetic.audio import synth_audio
-from pipeline.synthetic.subtitles import LANGUAGE_NAMES, html_page, srt_text, vtt_text, write_auto_caption_vtt
+from pipeline.synthetic.subtitles import (
+    LANGUAGE_NAMES,
+    auto_caption_vtt,
+    caption_word,
+    html_page,
+    srt_text,
+    vtt_text,
+    write_auto_caption_vtt,
+)
 from pipeline.synthetic.writer import write_story_video
 from pipeline.synthetic.bad_media import (
     write_corrupt_mp4,
@@ -60,9 +73,25 @@ from pipeline.synthetic.bad_media import (
     write_zero_length,
 )
 from pipeline.synthetic.examples import EXAMPLE_STORIES, example_specs, write_example_sources
+from pipeline.synthetic.animated import (
+    AnimatedRenderer,
+    AnimatedSpec,
+    AnimatedTruth,
+    ShotSpec,
+    load_animated_truth,
+    sample_animated_spec,
+    write_animated_video,
+)
+from pipeline.synthetic.filmed import FilmedRenderer, FilmedSpec, FilmedTruth, load_filmed_truth, write_filmed_video
 
 __all__ = [
+    "AnimatedRenderer",
+    "AnimatedSpec",
+    "AnimatedTruth",
     "EXAMPLE_STORIES",
+    "FilmedRenderer",
+    "FilmedSpec",
+    "FilmedTruth",
     "FrameRenderer",
     "GENERATOR_VERSION",
     "LANGUAGE_NAMES",
@@ -71,20 +100,28 @@ __all__ = [
     "SPEECH_TAIL_S",
     "STYLES",
     "Segment",
+    "ShotSpec",
     "Truth",
     "VideoSpec",
+    "auto_caption_vtt",
+    "caption_word",
     "draw_card",
     "draw_page",
     "example_specs",
     "html_page",
+    "load_animated_truth",
+    "load_filmed_truth",
     "load_truth",
     "srt_text",
+    "sample_animated_spec",
     "synth_audio",
     "vtt_text",
     "word_timings",
+    "write_animated_video",
     "write_auto_caption_vtt",
     "write_corrupt_mp4",
     "write_example_sources",
+    "write_filmed_video",
     "write_garbage_subtitles",
     "write_story_video",
     "write_truncated_mp4",

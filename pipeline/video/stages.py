@@ -6,7 +6,7 @@ still good. What each stage keeps in the source's work directory:
 
     fetch.json + video.* (+ subtitles, info.json)   fetch      (:mod:`pipeline.video.fetch`)
     keyframes/keyframes.json + NNN.png              keyframes  (lossless, one per page)
-    text.json                                       text       (timed sentences)
+    text.json                                       text       (timed sentences, with word timings when the subtitles have them)
     clean.json, frames/NNN.jpg, story.json          assemble   (the finished story, story.json last)
 
 Three layers, each for its callers:
@@ -24,14 +24,14 @@ Three layers, each for its callers:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from pipeline import __version__
-from pipeline.config import IngestConfig, KeyframeConfig
+from pipeline.config import IngestConfig, KeyframeConfig, ModelsConfig
 from pipeline.errors import StageError
 from pipeline.frames.encode import encode_frame, encode_png
 from pipeline.output.contract import (FRAMES_DIR, STORY_FILE, Frame, SourceInfo, Story, image_member, read_story,
@@ -72,8 +72,12 @@ def _fetch_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
 
 
 def _keyframe_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
-    settings = asdict(cfg.keyframes)
+    settings = cfg.keyframes.output_settings()  # in pages mode: no shot field, the key it always had
     settings.pop("decode_threads")  # how fast, not what
+    if cfg.keyframes.mode != "pages":  # which detector `auto` resolves to here: TransNetV2 if installed
+        from pipeline.video.shots import resolve_shot_detector
+
+        settings["shot_detector"] = resolve_shot_detector(cfg.keyframes.shot_detector)
     return settings
 
 
@@ -91,9 +95,9 @@ def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
 
 
 FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*"))
-KEYFRAMES = Stage("keyframes", 1, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
-TEXT = Stage("text", 1, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))
-ASSEMBLE = Stage("assemble", 1, _assemble_settings, outputs=(CLEAN_INDEX, FRAMES_DIR, STORY_FILE),
+KEYFRAMES = Stage("keyframes", 2, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
+TEXT = Stage("text", 2, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))
+ASSEMBLE = Stage("assemble", 2, _assemble_settings, outputs=(CLEAN_INDEX, FRAMES_DIR, STORY_FILE),
                  after=("keyframes", "text"))
 VIDEO_STAGES = (FETCH, KEYFRAMES, TEXT, ASSEMBLE)
 
@@ -151,6 +155,7 @@ class StoredKeyframe:
     sharpness: float
     boundary: str
     still_s: float
+    flags: list[str] = field(default_factory=list)  # "rectified"
 
 
 @dataclass
@@ -163,17 +168,23 @@ class KeyframeSet:
     frames_decoded: int
     has_audio: bool
     stats: dict[str, float]
+    # keyframes.mode shots or auto: what made the keyframes (pipeline.video.shots.ModeChoice.to_dict:
+    # mode pages|shots, requested, detector, still_fraction); None in pages mode (left out of the index)
+    mode: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["keyframes"] = [asdict(k) for k in self.keyframes]
+        if self.mode is None:
+            data.pop("mode")
         return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "KeyframeSet":
         return cls(keyframes=[StoredKeyframe(**k) for k in data["keyframes"]], duration_s=data.get("duration_s"),
                    fps=data.get("fps"), frames_decoded=int(data.get("frames_decoded", 0)),
-                   has_audio=bool(data.get("has_audio", True)), stats=dict(data.get("stats") or {}))
+                   has_audio=bool(data.get("has_audio", True)), stats=dict(data.get("stats") or {}),
+                   mode=data.get("mode"))
 
 
 def keyframes(run: SourceRun, cfg: IngestConfig, run_in: Callable[..., Any] = run_inline) -> KeyframeSet:
@@ -183,24 +194,41 @@ def keyframes(run: SourceRun, cfg: IngestConfig, run_in: Callable[..., Any] = ru
 
 def extract_keyframes(work: SourceWork, media: FetchedMedia, cfg: IngestConfig,
                       run_in: Callable[..., Any] = run_inline) -> KeyframeSet:
-    return work.run("keyframes", lambda: run_in(compute_keyframes, media.video_path, work.dir, cfg.keyframes),
+    return work.run("keyframes",
+                    lambda: run_in(compute_keyframes, media.video_path, work.dir, cfg.keyframes, cfg.models),
                     lambda: load_keyframes(work.dir))
 
 
-def compute_keyframes(video_path: str, work_dir: Path, cfg: KeyframeConfig) -> KeyframeSet:
-    """Decode the video once and store one lossless keyframe per page, the index last."""
-    from pipeline.video.keyframes import detect_keyframes
+def compute_keyframes(video_path: str, work_dir: Path, cfg: KeyframeConfig,
+                      models: ModelsConfig | None = None) -> KeyframeSet:
+    """Decode the video and store one lossless keyframe per page (or shot), the index last.
 
+    ``keyframes.mode``: ``pages`` (:mod:`pipeline.video.keyframes`), ``shots``
+    (:mod:`pipeline.video.shots`; TransNetV2 runs on ``models.device``), or ``auto``, decided per
+    video; outside pages mode the index records the choice (``mode``).
+    """
     out_dir = reset_dir(Path(work_dir) / KEYFRAMES_DIR)
-    result = detect_keyframes(video_path, cfg)
+    choice = None
+    if cfg.mode == "pages":
+        from pipeline.video.keyframes import detect_keyframes
+
+        result = detect_keyframes(video_path, cfg)
+    else:
+        from pipeline.video.shots import detect_with_mode
+
+        result, made = detect_with_mode(video_path, cfg, models)
+        choice = made.to_dict()
     stored = []
     for i, key in enumerate(result.keyframes):
         name = f"{i:03d}.png"
         atomic_write_bytes(out_dir / name, encode_png(key.image))
-        stored.append(StoredKeyframe(name, key.t_start, key.t_end, key.frame_time, key.sharpness, key.boundary, key.still_s))
-    found = KeyframeSet(stored, result.duration_s, result.fps, result.frames_decoded, result.has_audio, result.stats)
+        stored.append(StoredKeyframe(name, key.t_start, key.t_end, key.frame_time, key.sharpness, key.boundary,
+                                     key.still_s, list(key.flags)))
+    found = KeyframeSet(stored, result.duration_s, result.fps, result.frames_decoded, result.has_audio, result.stats,
+                        choice)
     atomic_write_json(out_dir / KEYFRAMES_INDEX, found.to_dict())
-    log.info("%s: %d pages from %d frames", Path(work_dir).name, len(stored), result.frames_decoded)
+    log.info("%s: %d %s from %d frames", Path(work_dir).name, len(stored),
+             "shots" if choice and choice["mode"] == "shots" else "pages", result.frames_decoded)
     return found
 
 
@@ -296,8 +324,9 @@ def compute_story(media: FetchedMedia, work_dir: Path, cfg: IngestConfig, found:
     for key, aligned in zip(found.keyframes, texts):
         with Image.open(work_dir / KEYFRAMES_DIR / key.file) as picture:
             image = np.asarray(picture.convert("RGB"))
-        flags = list(aligned.flags) + (["no_text_source"] if transcript.origin == "none" else [])
-        candidates.append(FrameCandidate(image, key.t_start, key.t_end, aligned.text, aligned.score, flags, key.boundary))
+        flags = list(aligned.flags) + list(key.flags) + (["no_text_source"] if transcript.origin == "none" else [])
+        candidates.append(FrameCandidate(image, key.t_start, key.t_end, aligned.text, aligned.score, flags, key.boundary,
+                                         text_assignment=aligned.assignment))
     cleaned = clean_frames(candidates, cfg.clean)
     if cfg.models.clip.enabled and cleaned.kept:
         from pipeline.models.clip import refine_with_clip
@@ -318,7 +347,7 @@ def compute_story(media: FetchedMedia, work_dir: Path, cfg: IngestConfig, found:
             text=frame.text, caption=frame.caption,
             scores={"align": None if frame.align_score is None else round(frame.align_score, 4),
                     "clip": None if frame.clip_score is None else round(frame.clip_score, 4)},
-            flags=sorted(set(frame.flags)),
+            flags=sorted(set(frame.flags)), text_assignment=frame.text_assignment,
         ))
     story = Story(story_id=media.source_id, source=video_source_info(media, transcript, found), frames=frames,
                   pipeline={"version": __version__, "config_hash": cfg.hash()})
@@ -337,5 +366,9 @@ def video_source_info(media: FetchedMedia, transcript: Transcript, found: Keyfra
     if transcript.origin.startswith("asr:"):  # the language Whisper heard (or was told)
         source.extra["asr_language"] = transcript.language
         source.language = source.language or transcript.language
+    if found.mode:  # keyframes.mode shots or auto: what made the frames (absent in pages mode)
+        source.extra["keyframe_mode"] = found.mode["mode"]
+        if found.mode.get("detector"):
+            source.extra["shot_detector"] = found.mode["detector"]
     return source
 

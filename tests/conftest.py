@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import http.server
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -125,3 +126,47 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def mixed_dataset(tmp_path_factory, prefect_harness):
+    """A dataset made by the real `storyloom ingest` of generated videos and books, for the dataset tools.
+
+    Videos: "fox-home" (en, CC0), "moon-boat" (de, CC-BY-NC), "kite" (en, CC-BY, no subtitles:
+    its frames carry ``no_text_source``). Books: a PDF with text printed inside vector art (a mask), an
+    EPUB 3 and a Gutenberg-style HTML zip (public-domain). One source that does not exist (a
+    failed row). Two stories per shard, both splits. Read-only for the tests: copy it to change it.
+    """
+    from flows.cli import main as storyloom
+    from pipeline.synthetic import PageSpec, VideoSpec, example_specs, write_story_video
+    from tests.bookgen.epub import write_epub
+    from tests.bookgen.html import write_html, zip_folder
+    from tests.bookgen.pdf import write_pdf
+
+    root = tmp_path_factory.mktemp("mixed_sources")
+    specs = example_specs()
+    specs = {
+        "fox-home": specs["fox-home"],
+        "moon-boat": replace(specs["moon-boat"], language="de", license="CC-BY-NC"),
+        "kite": VideoSpec(pages=[PageSpec("Ann has a red kite.", 2.4), PageSpec("The kite flies away!", 2.4)],
+                          seed=7, title="The Kite", license="CC-BY"),
+    }
+    for name, spec in specs.items():
+        write_story_video(root, name, spec)
+    for vtt in root.glob("kite.*.vtt"):
+        vtt.unlink()
+    write_pdf(root / "flat.pdf", "flat_vector", seed=3)
+    write_epub(root / "tale.epub", "epub3", seed=21)
+    gutenberg = write_html(root / "pg" / "book", "gutenberg", seed=23)
+    zip_folder(gutenberg.path.parent, root / "pg-h.zip")
+    entries = [f"  - path: {name}.mp4\n    license: {spec.license}\n    language: {spec.language}\n"
+               for name, spec in specs.items()]
+    entries += ["  - path: flat.pdf\n    license: CC-BY\n", "  - path: tale.epub\n    license: CC-BY-SA\n",
+                "  - path: pg-h.zip\n    license: public-domain\n", "  - path: missing-book.pdf\n"]
+    sources = root / "sources.yaml"
+    sources.write_text("sources:\n" + "".join(entries), encoding="utf-8")
+    config = root / "ingest.yaml"
+    config.write_text("shards: {max_stories_per_shard: 2, test_fraction: 0.3}\n", encoding="utf-8")
+    out = tmp_path_factory.mktemp("mixed_dataset")
+    assert storyloom(["ingest", str(sources), "--out", str(out), "--config", str(config)]) == 0
+    return out

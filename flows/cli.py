@@ -5,6 +5,7 @@
     storyloom train [--config FILE] [--dataset DIR]      train StoryGen on story shards (model/)
     storyloom generate --checkpoint RUN --prompt ...     generate a story frame after frame
     storyloom evaluate --checkpoint RUN --dataset DIR    CLIP-T, CLIP-I and FID on a test split
+    storyloom export DATASET --format F --out DIR        the dataset as StorySalon folders, HF or Parquet
 
 Config and sources files are validated before any work starts; a mistake there exits with
 status 2 and a message saying what is wrong. Problems with individual sources never stop a run:
@@ -94,6 +95,24 @@ def _examples(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_FORMATS = ("storysalon", "hf", "parquet", "manifest")  # pipeline.dataset.export.EXPORTERS, without importing it
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pipeline.dataset.export import export_dataset
+    from pipeline.dataset.export_common import ExportError
+    from pipeline.dataset.reader import DatasetError, open_dataset
+
+    try:
+        result = export_dataset(open_dataset(args.dataset), args.format, Path(args.out), overwrite=args.overwrite)
+    except (DatasetError, ExportError) as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    print(f"storyloom: exported {result.stories} stories, {result.frames} frames as {args.format} "
+          f"to {args.out} ({len(result.files)} files)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storyloom", description="Build story-visualization datasets and train StoryGen.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -108,6 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     examples = commands.add_parser("examples", help="write the offline example videos and their sources.yaml")
     examples.add_argument("--out", required=True, help="directory for the examples")
     examples.set_defaults(func=_examples)
+
+    export = commands.add_parser(
+        "export", help="write a finished dataset in another layout",
+        description="Write a finished dataset (the --out of `storyloom ingest`) in another layout: storysalon "
+                    "(the folders StoryGen's own dataset.py reads), hf (Hugging Face Parquet shards with a "
+                    "dataset card), parquet (one row per frame with its image and mask bytes), manifest.")
+    export.add_argument("dataset", help="the dataset directory (the --out of `storyloom ingest`)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS, help="the layout to write")
+    export.add_argument("--out", required=True, help="directory to write; must be new or empty unless --overwrite")
+    export.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
+    export.set_defaults(func=_export)
 
     from model.cli import add_commands  # argparse and the config dataclasses only: torch loads later
 

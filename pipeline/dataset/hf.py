@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 MAX_SHARD_BYTES = 500 * 1024 * 1024  # the Hub's advice: Parquet files of a few hundred MB
 DATA_DIR = "data"
 CARD = "README.md"
+LICENSE_FILE = "LICENSE.md"  # the card's license_link: every story's licence and whom to credit
 SOURCE_FIELDS = ("source_kind", "source_url", "title", "creator", "license", "language")
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
@@ -128,6 +129,7 @@ def export_hf(dataset: Dataset, out_dir: Path, max_shard_bytes: int = MAX_SHARD_
         for n, path in enumerate(paths):
             path.rename(path.with_name(f"{split}-{n:05d}-of-{len(paths):05d}.parquet"))
     (out_dir / CARD).write_text(dataset_card(dataset, stories, summary), encoding="utf-8")
+    (out_dir / LICENSE_FILE).write_text(license_file(stories), encoding="utf-8")
     frames = sum(c["frames"] for c in summary.values())
     return ExportResult(len(stories), frames, relative_files(out_dir))
 
@@ -142,7 +144,7 @@ def dataset_card(dataset: Dataset, stories: list[dict[str, Any]], summary: dict[
     languages = sorted({s["language"] for s in stories if s["language"]})
     licenses = Counter(s["license"] or "unknown" for s in stories)
     size = next((name for limit, name in _SIZE_CATEGORIES if len(stories) < limit), "n>1M")
-    header = ["---", "license: other", "license_name: per-story",
+    header = ["---", "license: other", "license_name: per-story", f"license_link: {LICENSE_FILE}",
               "license_details: " + _yaml_str("Each story carries its own licence (column `license`): "
                                               + ", ".join(f"{name} ({n})" for name, n in sorted(licenses.items())))]
     if languages:
@@ -155,9 +157,6 @@ def dataset_card(dataset: Dataset, stories: list[dict[str, Any]], summary: dict[
     header.append("---")
     config = dataset.config()
     counts = "\n".join(f"| {split} | {summary[split]['stories']} | {summary[split]['frames']} |" for split in splits)
-    attribution = "\n".join(
-        f"| {s['story_id']} | {_cell(s['title'])} | {_cell(s['creator'])} | {_cell(s['license'])} | {_cell(s['source_url'])} |"
-        for s in sorted(stories, key=lambda s: s["story_id"]))
     return "\n".join(header) + f"""
 
 # Story dataset (storyloom)
@@ -185,13 +184,27 @@ Columns: `story_id`, `split`, `source_kind`, `source_url`, `title`, `creator`, `
 one), `frame_index`, `width`, `height`, `t_start`, `t_end` (seconds, videos), `page` (books),
 `score_align`, `score_clip`, `flags`, `text_assignment`; `story_json` is the whole story record.
 
-## Licences and attribution
+## Licences
 
-Every story keeps the licence of its source; credit its creator where the licence asks for it.
+Every story keeps the licence of its source (column `license`); [LICENSE.md](LICENSE.md) lists
+each story's licence, title, creator and source, for the credit the licences ask for.
+"""
 
-| story | title | creator | licence | source |
+
+def license_file(stories: list[dict[str, Any]]) -> str:
+    """``LICENSE.md``: the licence, title, creator and source of every story."""
+    rows = "\n".join(
+        f"| {s['story_id']} | {_cell(s['license'])} | {_cell(s['title'])} | {_cell(s['creator'])} | {_cell(s['source_url'])} |"
+        for s in sorted(stories, key=lambda s: s["story_id"]))
+    return f"""# Licences
+
+The stories of this dataset come from different sources under different licences: each story
+keeps its source's licence. Credit the creator and link the source where the licence asks for it
+(CC-BY and its variants); respect NC (no commercial use) and SA (share alike) terms.
+
+| story | licence | title | creator | source |
 | --- | --- | --- | --- | --- |
-{attribution}
+{rows}
 """
 
 

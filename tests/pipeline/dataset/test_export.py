@@ -140,13 +140,17 @@ def test_hf_export_loads_with_datasets_and_round_trips(exported, stories, tmp_pa
     import datasets
 
     root = exported["hf"]
-    assert sorted(_files(root)) == ["README.md", "data/test-00000-of-00001.parquet", "data/train-00000-of-00001.parquet"]
+    assert sorted(_files(root)) == ["LICENSE.md", "README.md", "data/test-00000-of-00001.parquet",
+                                    "data/train-00000-of-00001.parquet"]
     card = (root / "README.md").read_text(encoding="utf-8")
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["configs"][0]["data_files"] == [{"split": "train", "path": "data/train-*.parquet"},
                                                  {"split": "test", "path": "data/test-*.parquet"}]
     assert header["language"] == ["de", "en"] and header["license"] == "other"
     assert "CC-BY-NC (1)" in header["license_details"] and "text-to-image" in header["task_categories"]
+    licences = (root / header["license_link"]).read_text(encoding="utf-8")
+    for story, _ in stories.values():
+        assert f"| {story.story_id} | {story.source.license} | {story.source.title} |" in licences
 
     by_parquet = datasets.load_dataset("parquet", data_files={split: str(root / "data" / f"{split}-*.parquet")
                                                               for split in ("train", "test")},
@@ -270,3 +274,13 @@ def test_a_failed_export_leaves_the_old_out_untouched(mixed_dataset, tmp_path):
     assert storyloom(["export", str(target), "--format", "hf", "--out", str(out), "--overwrite"]) == 2
     assert sorted(_files(out)) == ["old.txt"]
     assert not list(tmp_path.glob(".*export*"))
+
+
+def test_storysalon_frame_names_sort_in_frame_order_past_999_frames():
+    from pipeline.dataset.storysalon import frame_stems
+    from pipeline.output.contract import Frame, SourceInfo, Story
+
+    story = Story("s", SourceInfo(kind="video"), [Frame(i, f"{i:03d}.jpg", 8, 8) for i in (0, 7, 998, 1000, 1203)])
+    stems = frame_stems(story)
+    assert stems == ["0000", "0007", "0998", "1000", "1203"]
+    assert sorted(stems) == stems == sorted(stems, key=int)

@@ -1,6 +1,6 @@
 """``storyloom export --format hf``: a Hugging Face dataset as Parquet shards with a dataset card.
 
-One row per story (:func:`hf_features`): the story id, split and source fields, its frames as a
+One row per story (:data:`HF_SCHEMA`): the story id, split and source fields, its frames as a
 ``List(Image())`` (the shard's JPEG bytes unchanged, so they round-trip byte for byte), their
 texts and captions, masks (a ``List(Image())``, null for a frame without a mask) and the frames'
 metadata as lists. Files: ``data/{split}-{i:05d}-of-{n:05d}.parquet`` (at most about
@@ -26,6 +26,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from pipeline.dataset.export_common import (
     ROW_GROUP_BYTES,
     ExportResult,
@@ -46,31 +48,46 @@ SOURCE_FIELDS = ("source_kind", "source_url", "title", "creator", "license", "la
 _SIZE_CATEGORIES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"))
 
 
-def hf_features():
-    """The ``datasets.Features`` of one story row."""
-    from datasets import Features, Image, List, Value
+def _value(dtype: str) -> dict[str, str]:
+    return {"dtype": dtype, "_type": "Value"}
 
-    string, int32, float64 = Value("string"), Value("int32"), Value("float64")
-    return Features({
-        "story_id": string,
-        "split": string,
-        **{name: string for name in SOURCE_FIELDS},
-        "frames": List(Image()),
-        "texts": List(string),
-        "captions": List(string),
-        "masks": List(Image()),
-        "frame_index": List(int32),
-        "width": List(int32),
-        "height": List(int32),
-        "t_start": List(float64),
-        "t_end": List(float64),
-        "page": List(int32),
-        "score_align": List(float64),
-        "score_clip": List(float64),
-        "flags": List(List(string)),
-        "text_assignment": List(string),
-        "story_json": string,  # the shard's story JSON member: every field, source extras included
-    })
+
+def _list(feature: dict[str, Any]) -> dict[str, Any]:
+    # "Sequence" rather than datasets 4's "List": every datasets version reads it (4+ as List)
+    return {"feature": feature, "_type": "Sequence"}
+
+
+_IMAGE = {"_type": "Image"}
+_IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])  # how datasets stores an Image
+_STRING = (pa.string(), _value("string"))
+_COLUMNS: list[tuple[str, pa.DataType, dict[str, Any]]] = [
+    ("story_id", *_STRING),
+    ("split", *_STRING),
+    *((name, *_STRING) for name in SOURCE_FIELDS),
+    ("frames", pa.list_(_IMAGE_STRUCT), _list(_IMAGE)),
+    ("texts", pa.list_(pa.string()), _list(_value("string"))),
+    ("captions", pa.list_(pa.string()), _list(_value("string"))),
+    ("masks", pa.list_(_IMAGE_STRUCT), _list(_IMAGE)),
+    ("frame_index", pa.list_(pa.int32()), _list(_value("int32"))),
+    ("width", pa.list_(pa.int32()), _list(_value("int32"))),
+    ("height", pa.list_(pa.int32()), _list(_value("int32"))),
+    ("t_start", pa.list_(pa.float64()), _list(_value("float64"))),
+    ("t_end", pa.list_(pa.float64()), _list(_value("float64"))),
+    ("page", pa.list_(pa.int32()), _list(_value("int32"))),
+    ("score_align", pa.list_(pa.float64()), _list(_value("float64"))),
+    ("score_clip", pa.list_(pa.float64()), _list(_value("float64"))),
+    ("flags", pa.list_(pa.list_(pa.string())), _list(_list(_value("string")))),
+    ("text_assignment", pa.list_(pa.string()), _list(_value("string"))),
+    ("story_json", *_STRING),  # the shard's story JSON member: every field, source extras included
+]
+HF_SCHEMA = pa.schema(
+    [pa.field(name, arrow_type) for name, arrow_type, _ in _COLUMNS],
+    # what datasets writes into a Parquet schema so that readers get its features (Image, lists)
+    metadata={"huggingface": json.dumps({"info": {"features": {name: feature for name, _, feature in _COLUMNS}}},
+                                        sort_keys=True, separators=(",", ":"))},
+)
+"""One row per story; the ``huggingface`` metadata gives ``datasets`` the features (``frames`` and
+``masks`` a ``List(Image())``). Written with pyarrow alone: the export does not need ``datasets``."""
 
 
 def story_row(record: StoryRecord) -> dict[str, Any]:
@@ -109,8 +126,7 @@ def export_hf(dataset: Dataset, out_dir: Path, max_shard_bytes: int = MAX_SHARD_
               row_group_bytes: int = ROW_GROUP_BYTES) -> ExportResult:
     """Write ``data/*.parquet`` and ``README.md`` under ``out_dir`` (see the module docstring)."""
     out_dir = Path(out_dir)
-    schema = hf_features().arrow_schema  # carries the features as "huggingface" schema metadata
-    writer = SplitParquetWriter(schema, lambda split, n: out_dir / DATA_DIR / f"{split}-{n:05d}.partial",
+    writer = SplitParquetWriter(HF_SCHEMA, lambda split, n: out_dir / DATA_DIR / f"{split}-{n:05d}.partial",
                                 row_group_bytes, max_shard_bytes)
     summary: dict[str, Counter] = {}
     stories: list[dict[str, Any]] = []

@@ -8,6 +8,8 @@ import io
 import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,7 @@ from PIL import Image
 
 from flows.cli import main as storyloom
 from pipeline.dataset.export import export_dataset
-from pipeline.dataset.hf import export_hf, webdataset_features
+from pipeline.dataset.hf import HF_SCHEMA, export_hf, webdataset_features
 from pipeline.dataset.reader import open_dataset
 from pipeline.output.contract import mask_member
 
@@ -170,6 +172,28 @@ def test_hf_export_loads_with_datasets_and_round_trips(exported, stories, tmp_pa
         datasets.load_from_disk(str(root))
     by_card.save_to_disk(str(tmp_path / "arrow"))
     _check_hf_split(datasets.load_from_disk(str(tmp_path / "arrow"))["test"], stories, "test")
+
+
+def test_hf_schema_is_what_datasets_makes_of_its_features(mixed_dataset, tmp_path):
+    from datasets import Features, Image, List, Value
+
+    string = Value("string")
+    expected = Features({
+        "story_id": string, "split": string, "source_kind": string, "source_url": string, "title": string,
+        "creator": string, "license": string, "language": string,
+        "frames": List(Image()), "texts": List(string), "captions": List(string), "masks": List(Image()),
+        "frame_index": List(Value("int32")), "width": List(Value("int32")), "height": List(Value("int32")),
+        "t_start": List(Value("float64")), "t_end": List(Value("float64")), "page": List(Value("int32")),
+        "score_align": List(Value("float64")), "score_clip": List(Value("float64")),
+        "flags": List(List(string)), "text_assignment": List(string), "story_json": string,
+    })
+    assert Features.from_arrow_schema(HF_SCHEMA) == expected
+    assert expected.arrow_schema.remove_metadata() == HF_SCHEMA.remove_metadata()
+    # the export itself needs pyarrow only (datasets is a test dependency)
+    script = ("import sys; from pipeline.dataset.reader import open_dataset; from pipeline.dataset.hf import export_hf; "
+              f"export_hf(open_dataset({str(mixed_dataset)!r}), {str(tmp_path / 'hf')!r}); "
+              "assert 'datasets' not in sys.modules, 'datasets was imported'")
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).resolve().parents[3])
 
 
 def test_hf_export_in_many_small_shards_names_them_and_loads_whole(mixed_dataset, stories, tmp_path):

@@ -75,10 +75,13 @@ def export_dataset(dataset: Dataset, fmt: str, out: Path, overwrite: bool = Fals
         raise ExportError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORTERS)}")
     out = Path(out)
     check_out_dir(dataset, out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.export-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+    except OSError as exc:
+        raise ExportError(f"--out {out}: cannot write next to it ({exc})") from exc
     try:
         result = EXPORTERS[fmt](dataset, staging)
         if out.exists():

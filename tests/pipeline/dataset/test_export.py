@@ -265,6 +265,11 @@ def test_bad_input_or_out_exits_2_with_the_reason(mixed_dataset, tmp_path, capsy
     assert "not a storyloom dataset" in capsys.readouterr().err
     assert storyloom(["export", str(mixed_dataset), "--format", "parquet", "--out", str(mixed_dataset)]) == 2
     assert "holds the dataset" in capsys.readouterr().err
+    (tmp_path / "a-file").write_text("x")
+    assert storyloom(["export", str(mixed_dataset), "--format", "hf", "--out", str(tmp_path / "a-file")]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert storyloom(["export", str(mixed_dataset), "--format", "hf", "--out", str(tmp_path / "a-file" / "x")]) == 2
+    assert "cannot write" in capsys.readouterr().err
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert storyloom(["export", str(mixed_dataset), "--format", "parquet", "--out", str(out)]) == 2

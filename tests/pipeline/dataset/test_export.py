@@ -18,8 +18,9 @@ import pytest
 import yaml
 from PIL import Image
 
+from flows.cli import EXPORT_FORMATS
 from flows.cli import main as storyloom
-from pipeline.dataset.export import export_dataset
+from pipeline.dataset.export import EXPORTERS, export_dataset
 from pipeline.dataset.hf import HF_SCHEMA, export_hf, webdataset_features
 from pipeline.dataset.reader import open_dataset
 from pipeline.output.contract import mask_member
@@ -280,6 +281,7 @@ def test_bad_input_or_out_exits_2_with_the_reason(mixed_dataset, tmp_path, capsy
     with pytest.raises(SystemExit) as exit_info:
         storyloom(["export", str(mixed_dataset), "--format", "zip", "--out", str(out)])
     assert exit_info.value.code == 2
+    assert set(EXPORT_FORMATS) == set(EXPORTERS)  # the parser's choices are the formats there are
 
 
 def test_manifest_format_is_dispatched_or_refused_clearly(mixed_dataset, tmp_path, capsys):

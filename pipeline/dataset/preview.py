@@ -5,7 +5,7 @@ Output (default ``DATASET/preview/``)::
     index.html                  the story index: filters (language, licence, flag, kind, split), paging
     assets/style.css, index.js  shared by every page; no external resources (works offline)
     index/facets.js             story count, page size, every facet value with its story count
-    index/page-00001.js         the index rows of stories 1..page_size (sorted by story id), and so on
+    index/rows-00001.js         index rows of stories 1..rows_per_file (sorted by story id), and so on
     index/sets/<facet>-<n>.js   one bitset per facet value: which stories (by position) carry it
     stories/<story_id>.html     one page per story: frames in order, texts, captions, flags, scores,
                                 times or pages with a link into the source, prev/next story
@@ -13,15 +13,17 @@ Output (default ``DATASET/preview/``)::
 
 Why script files and not JSON: browsers refuse ``fetch`` of local files on ``file://``, but they
 load ``<script src>`` from the same folder. Every data file calls one registered callback
-(``storyloomPreview.page(n, rows)`` ...), so the index works from a double-click as well as
+(``storyloomPreview.rows(n, rows)`` ...), so the index works from a double-click as well as
 through ``python -m http.server``.
 
 How filtering scales to 100k stories without loading every row: a story's position in the index
 (its ordinal, by story id) is its bit in one bitset per facet value, base64 in a script file of
 ``N/6`` bytes (17 kB for 100k stories). Choosing filters loads only those bitsets, ANDs them and
 lists the matching ordinals; a page of results then loads the row files those ordinals fall in
-(at most ``page_size`` of them, usually far fewer; each cached once loaded). The unfiltered index
-loads ``facets.js`` and one row file.
+(each cached once loaded). Row files are small (``rows_per_file``, 25 stories, about 3 kB), apart
+from the screen's page size, so that a rare filter whose matches are spread over the whole index
+costs at most ``page_size`` small files per screen, while the unfiltered index loads
+``facets.js`` and ``page_size / rows_per_file`` row files.
 
 The index rows and facets come from the catalog (a few columns through pyarrow); the story pages
 come from the shards themselves, one story at a time (``Dataset.iter_stories``), so memory does not
@@ -36,6 +38,7 @@ import base64
 import html
 import json
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -48,7 +51,6 @@ import pyarrow.compute as pc
 
 from pipeline.dataset.reader import Dataset, open_dataset
 from pipeline.output.contract import STORY_ID_RE, Frame, Story
-from pipeline.storage import write_if_changed
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +73,15 @@ class PreviewError(Exception):
 class PreviewConfig:
     """Settings of a preview build."""
 
-    page_size: int = 100  # index rows per page file and per screen
+    page_size: int = 100  # stories per screen of the index
+    rows_per_file: int = 25  # stories per index row file (small: a sparse filter loads few bytes per hit)
     masks: bool = True  # copy the frames' masks and link them from the story page
 
     def validate(self) -> None:
-        if not isinstance(self.page_size, int) or not 1 <= self.page_size <= 10_000:
-            raise PreviewError(f"page size must be an integer in 1..10000, got {self.page_size!r}")
+        for name in ("page_size", "rows_per_file"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
+                raise PreviewError(f"{name.replace('_', ' ')} must be an integer in 1..10000, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -128,11 +133,9 @@ def build_preview(dataset_dir: str | Path, out_dir: str | Path | None = None,
     entries = index_entries(dataset)
     if not entries:
         raise PreviewError(f"{dataset.root}: the catalog lists no stories")
-    writer = _Writer(out)
-    writer.write("assets/style.css", STYLE_CSS)
-    writer.write("assets/index.js", INDEX_JS)
-    writer.write("index.html", _index_html(dataset.root.name))
-    index_files = _write_index(writer, entries, config.page_size)
+    writer = PreviewWriter(out)
+    write_assets(writer, dataset.root.name)
+    index_files = write_index(writer, entries, config.page_size, config.rows_per_file)
     frames = _write_stories(writer, dataset, entries, config, progress)
     removed = _remove_stale(out, {e.story_id for e in entries}, index_files)
     pages = -(-len(entries) // config.page_size)
@@ -174,14 +177,20 @@ def facet_values(entry: IndexEntry, column: str) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, tuple) else (value,)
 
 
-def _write_index(writer: "_Writer", entries: list[IndexEntry], page_size: int) -> set[str]:
-    """Row pages, one bitset per facet value and facets.js; returns the files written (relative)."""
+def write_assets(writer: "PreviewWriter", dataset_name: str) -> None:
+    """``index.html`` and the shared CSS and JS."""
+    writer.write("assets/style.css", STYLE_CSS)
+    writer.write("assets/index.js", INDEX_JS)
+    writer.write("index.html", _index_html(dataset_name))
+
+
+def write_index(writer: "PreviewWriter", entries: list[IndexEntry], page_size: int, rows_per_file: int) -> set[str]:
+    """Row files, one bitset per facet value and facets.js; returns the files written (relative)."""
     files: set[str] = set()
-    pages = -(-len(entries) // page_size)
-    for n in range(1, pages + 1):
-        rows = [e.row() for e in entries[(n - 1) * page_size:n * page_size]]
-        name = f"index/page-{n:05d}.js"
-        writer.write(name, f"storyloomPreview.page({n},{_js(rows)});\n")
+    for n in range(1, -(-len(entries) // rows_per_file) + 1):
+        rows = [e.row() for e in entries[(n - 1) * rows_per_file:n * rows_per_file]]
+        name = f"index/rows-{n:05d}.js"
+        writer.write(name, f"storyloomPreview.rows({n},{_js(rows)});\n")
         files.add(name)
 
     facets = []
@@ -202,7 +211,8 @@ def _write_index(writer: "_Writer", entries: list[IndexEntry], page_size: int) -
             files.add(name)
             values.append({"value": value, "count": counts[value], "set": set_id})
         facets.append({"name": facet, "label": label, "values": values})
-    summary = {"stories": len(entries), "page_size": page_size, "pages": pages, "columns": list(ROW_COLUMNS),
+    summary = {"stories": len(entries), "page_size": page_size, "rows_per_file": rows_per_file,
+               "columns": list(ROW_COLUMNS),
                "facets": facets}
     writer.write("index/facets.js", f"storyloomPreview.facets({_js(summary)});\n")
     files.add("index/facets.js")
@@ -256,7 +266,7 @@ def _index_html(dataset_name: str) -> str:
 # --- the story pages ---------------------------------------------------------------------------
 
 
-def _write_stories(writer: "_Writer", dataset: Dataset, entries: list[IndexEntry], config: PreviewConfig,
+def _write_stories(writer: "PreviewWriter", dataset: Dataset, entries: list[IndexEntry], config: PreviewConfig,
                    progress: bool | None) -> int:
     from tqdm import tqdm
 
@@ -356,7 +366,7 @@ def _frame_html(story: Story, frame: Frame, masks: bool) -> str:
         details.append(f'<p class="caption">{e(frame.caption)}</p>')
     flags = "".join(f'<span class="flag">{e(flag)}</span>' for flag in frame.flags)
     details.append(f'<p class="flags">{flags}</p>')
-    details.append(f'<p class="scores">{scores} · <span class="assignment">text {_text(frame.text_assignment)}</span>'
+    details.append(f'<p class="scores">{scores} · <span class="assignment">assignment {_text(frame.text_assignment)}</span>'
                    + (f' · <a class="mask" href="{base}{e(frame.members[1])}">mask</a>' if masks and frame.has_mask else "")
                    + "</p>")
     image = (f'<img src="{base}{e(frame.image)}" width="{int(frame.width)}" height="{int(frame.height)}" '
@@ -426,17 +436,40 @@ def _lang(language: str | None) -> str:
 # --- writing -----------------------------------------------------------------------------------
 
 
-class _Writer:
-    """Writes files under the preview root only when their bytes change (reruns keep mtimes)."""
+class PreviewWriter:
+    """Writes files under the preview root only when their bytes change (reruns keep mtimes).
+
+    Each file goes to a temp name and is renamed into place (a browser never reads half a page),
+    but without the per-file fsync of :func:`pipeline.storage.atomic_write_bytes`: a preview is
+    a million small files at 100k stories, fsync costs milliseconds each, and nothing here is
+    the only copy. After a power cut a rerun repairs any file the crash truncated, since it
+    compares every file's bytes with what it should hold.
+    """
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.written = 0
+        self._folders: set[Path] = set()
 
     def write(self, relative: str, data: str | bytes) -> None:
         payload = data.encode("utf-8") if isinstance(data, str) else data
-        if write_if_changed(self.root / relative, payload):
-            self.written += 1
+        path = self.root / relative
+        try:
+            if path.stat().st_size == len(payload) and path.read_bytes() == payload:
+                return
+        except FileNotFoundError:
+            pass
+        if path.parent not in self._folders:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._folders.add(path.parent)
+        temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            temp.write_bytes(payload)
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        self.written += 1
 
 
 def _remove_other_files(folder: Path, keep: set[str]) -> None:
@@ -458,7 +491,7 @@ def _remove_stale(out: Path, story_ids: set[str], index_files: set[str]) -> int:
             if folder.is_dir() and STORY_ID_RE.match(folder.name) and folder.name not in story_ids:
                 removed += sum(1 for p in folder.iterdir() if p.is_file())
                 shutil.rmtree(folder)
-    for pattern in ("index/page-*.js", "index/sets/*.js"):
+    for pattern in ("index/rows-*.js", "index/sets/*.js"):
         for path in sorted(out.glob(pattern)):
             if path.relative_to(out).as_posix() not in index_files:
                 path.unlink()
@@ -500,10 +533,10 @@ li.frame img { max-width: 45%; height: auto; background: #eee; }
 INDEX_JS = r"""// storyloom preview index: data comes from script files (file:// forbids fetch of local JSON).
 (function () {
   "use strict";
-  var state = {facets: null, pages: {}, sets: {}, bits: {}, loads: {}, token: 0};
+  var state = {facets: null, rows: {}, sets: {}, bits: {}, loads: {}, token: 0};
   window.storyloomPreview = {
     facets: function (data) { state.facets = data; },
-    page: function (n, rows) { state.pages[n] = rows; },
+    rows: function (n, rows) { state.rows[n] = rows; },
     set: function (id, encoded) { state.sets[id] = encoded; }
   };
 
@@ -520,7 +553,7 @@ INDEX_JS = r"""// storyloom preview index: data comes from script files (file://
     return state.loads[src];
   }
   function pad(n) { return ("0000" + n).slice(-5); }
-  function pageFile(n) { return "index/page-" + pad(n) + ".js"; }
+  function rowsFile(n) { return "index/rows-" + pad(n) + ".js"; }
   function $(id) { return document.getElementById(id); }
 
   function readHash() {
@@ -591,14 +624,14 @@ INDEX_JS = r"""// storyloom preview index: data comes from script files (file://
     return td;
   }
   function showRows(ordinals) {
-    var size = state.facets.page_size;
+    var size = state.facets.rows_per_file;
     var files = {};
     ordinals.forEach(function (o) { files[Math.floor(o / size) + 1] = true; });
-    return Promise.all(Object.keys(files).map(function (n) { return load(pageFile(Number(n))); })).then(function () {
+    return Promise.all(Object.keys(files).map(function (n) { return load(rowsFile(Number(n))); })).then(function () {
       var body = $("stories").tBodies[0];
       var fresh = document.createElement("tbody");
       ordinals.forEach(function (o) {
-        var row = state.pages[Math.floor(o / size) + 1][o % size];
+        var row = state.rows[Math.floor(o / size) + 1][o % size];
         var tr = document.createElement("tr");
         tr.setAttribute("data-story", row[0]);
         cell(tr, String(o + 1), "num");

@@ -23,14 +23,16 @@ from pipeline.dataset.preview import NONE_VALUE, PreviewConfig, PreviewError, bu
 from pipeline.dataset.reader import open_dataset
 
 REPO = Path(__file__).resolve().parents[3]
-PAGE_SIZE = 2  # 6 stories -> 3 index pages: paging is exercised
+# 6 stories -> 3 screens of 2 over 2 row files of 4: paging is exercised, and screens and filters
+# whose stories straddle row files
+CONFIG = PreviewConfig(page_size=2, rows_per_file=4)
 
 
 @pytest.fixture(scope="module")
 def preview(mixed_dataset, tmp_path_factory):
-    """The preview of the mixed dataset, built through the CLI, with the catalog it was built from."""
+    """The preview of the mixed dataset, with the catalog it was built from."""
     out = tmp_path_factory.mktemp("preview") / "site"
-    assert storyloom(["preview", str(mixed_dataset), "--out", str(out), "--page-size", str(PAGE_SIZE)]) == 0
+    build_preview(mixed_dataset, out, CONFIG, progress=False)
     catalog = open_dataset(mixed_dataset).catalog().to_pylist()
     stories: dict[str, list[dict]] = {}
     for row in catalog:
@@ -51,16 +53,16 @@ def test_every_story_gets_a_page_and_its_frames(preview):
         page = (out / "stories" / f"{story_id}.html").read_text(encoding="utf-8")
         assert page.count('<li class="frame"') == len(rows)
     assert (out / "index.html").is_file() and (out / "index" / "facets.js").is_file()
-    assert len(list((out / "index").glob("page-*.js"))) == 3
+    assert len(list((out / "index").glob("rows-*.js"))) == 2
 
 
 def test_a_rebuild_writes_the_same_bytes_and_nothing_new(preview, mixed_dataset, tmp_path):
     out, _ = preview
     again = tmp_path / "again"
-    first = build_preview(mixed_dataset, again, PreviewConfig(page_size=PAGE_SIZE), progress=False)
+    first = build_preview(mixed_dataset, again, CONFIG, progress=False)
     assert first.written == sum(1 for p in again.rglob("*") if p.is_file())
     assert _tree(again) == _tree(out)
-    second = build_preview(mixed_dataset, again, PreviewConfig(page_size=PAGE_SIZE), progress=False)
+    second = build_preview(mixed_dataset, again, CONFIG, progress=False)
     assert (second.written, second.removed) == (0, 0)
 
 
@@ -71,9 +73,9 @@ def test_stale_story_files_are_removed_and_nothing_else(preview, mixed_dataset, 
     (site / "stories" / "gone-story.html").write_text("old", encoding="utf-8")
     (site / "frames" / "gone-story").mkdir()
     (site / "frames" / "gone-story" / "000.jpg").write_bytes(b"old")
-    (site / "index" / "page-00009.js").write_text("old", encoding="utf-8")
+    (site / "index" / "rows-00009.js").write_text("old", encoding="utf-8")
     (site / "notes.txt").write_text("mine", encoding="utf-8")  # not the preview's: left alone
-    summary = build_preview(mixed_dataset, site, PreviewConfig(page_size=PAGE_SIZE), progress=False)
+    summary = build_preview(mixed_dataset, site, CONFIG, progress=False)
     assert summary.removed == 3
     assert (site / "notes.txt").read_text(encoding="utf-8") == "mine"
     assert not (site / "frames" / "gone-story").exists()
@@ -100,6 +102,15 @@ def test_story_pages_escape_text_and_link_the_time_span():
     assert "<script>" not in page and "<b>T</b>" not in page and "<i>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;b&gt;T&lt;/b&gt; &amp; co" in page
     assert 'href="javascript:' not in page
+
+
+def test_the_command_writes_the_preview_into_the_dataset_by_default(mixed_dataset, tmp_path, capsys):
+    dataset = tmp_path / "dataset"
+    shutil.copytree(mixed_dataset, dataset, ignore=shutil.ignore_patterns("work"))
+    assert storyloom(["preview", str(dataset), "--page-size", "4"]) == 0
+    assert f"6 stories, 27 frames (2 index pages" in capsys.readouterr().out
+    assert len(list((dataset / "preview" / "stories").glob("*.html"))) == 6
+    assert '"page_size":4' in (dataset / "preview" / "index" / "facets.js").read_text(encoding="utf-8")
 
 
 def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys, mixed_dataset):

@@ -75,7 +75,6 @@ class PreviewConfig:
 
     page_size: int = 100  # stories per screen of the index
     rows_per_file: int = 25  # stories per index row file (small: a sparse filter loads few bytes per hit)
-    masks: bool = True  # copy the frames' masks and link them from the story page
 
     def validate(self) -> None:
         for name in ("page_size", "rows_per_file"):
@@ -136,7 +135,7 @@ def build_preview(dataset_dir: str | Path, out_dir: str | Path | None = None,
     writer = PreviewWriter(out)
     write_assets(writer, dataset.root.name)
     index_files = write_index(writer, entries, config.page_size, config.rows_per_file)
-    frames = _write_stories(writer, dataset, entries, config, progress)
+    frames = _write_stories(writer, dataset, entries, progress)
     removed = _remove_stale(out, {e.story_id for e in entries}, index_files)
     pages = -(-len(entries) // config.page_size)
     log.info("preview: %d stories, %d frames, %d index pages -> %s (%d files written, %d stale removed)",
@@ -266,12 +265,12 @@ def _index_html(dataset_name: str) -> str:
 # --- the story pages ---------------------------------------------------------------------------
 
 
-def _write_stories(writer: "PreviewWriter", dataset: Dataset, entries: list[IndexEntry], config: PreviewConfig,
+def _write_stories(writer: "PreviewWriter", dataset: Dataset, entries: list[IndexEntry],
                    progress: bool | None) -> int:
     from tqdm import tqdm
 
     ordinal = {e.story_id: n for n, e in enumerate(entries)}
-    seen: set[str] = set()
+    seen = bytearray(len(entries))  # by ordinal: a byte per story, not a set of strings
     frames = 0
     records = tqdm(dataset.iter_stories(), total=len(entries), unit="story", desc="preview",
                    disable=None if progress is None else not progress)
@@ -281,30 +280,29 @@ def _write_stories(writer: "PreviewWriter", dataset: Dataset, entries: list[Inde
         if n is None:
             raise PreviewError(f"{record.shard}: story {story.story_id} is not in the catalog "
                                "(catalog.parquet and the shards disagree; rerun the ingest)")
-        seen.add(story.story_id)
+        seen[n] = 1
         frames += len(story.frames)
         prev_id = entries[n - 1].story_id if n > 0 else None
         next_id = entries[n + 1].story_id if n + 1 < len(entries) else None
         kept = set()
         for frame in story.frames:
-            suffixes = [frame.image] + ([s for s in frame.members[1:]] if config.masks else [])
-            for suffix in suffixes:
+            for suffix in frame.members:  # the image, and the mask when there is one
                 if suffix not in record.media:
                     raise PreviewError(f"{record.shard}: story {story.story_id} has no member {suffix}")
                 writer.write(f"frames/{story.story_id}/{suffix}", record.media[suffix])
                 kept.add(suffix)
         _remove_other_files(writer.root / "frames" / story.story_id, kept)
-        page = story_html(story, record.shard, n + 1, len(entries), prev_id, next_id, config.masks)
+        page = story_html(story, record.shard, n + 1, len(entries), prev_id, next_id)
         writer.write(f"stories/{story.story_id}.html", page)
-    missing = [e.story_id for e in entries if e.story_id not in seen]
+    missing = [e.story_id for e, found in zip(entries, seen) if not found]
     if missing:
         raise PreviewError(f"{len(missing)} story(ies) of the catalog are in no shard: {', '.join(missing[:5])} "
                            "(catalog.parquet and the shards disagree; rerun the ingest)")
     return frames
 
 
-def story_html(story: Story, shard: str, position: int, total: int, prev_id: str | None, next_id: str | None,
-               masks: bool = True) -> str:
+def story_html(story: Story, shard: str, position: int, total: int, prev_id: str | None,
+               next_id: str | None) -> str:
     """The page of one story; every value from the dataset is escaped."""
     e = html.escape
     source = story.source
@@ -322,7 +320,7 @@ def story_html(story: Story, shard: str, position: int, total: int, prev_id: str
     meta += [(e(key.replace("_", " ")), _text(value)) for key, value in sorted(source.extra.items())]
     meta += [(e(f"pipeline {key.replace('_', ' ')}"), _text(value)) for key, value in sorted(story.pipeline.items())]
     meta_rows = "\n".join(f'<tr><th>{key}</th><td class="meta-{_slug(key)}">{value}</td></tr>' for key, value in meta)
-    frames = "\n".join(_frame_html(story, frame, masks) for frame in story.frames)
+    frames = "\n".join(_frame_html(story, frame) for frame in story.frames)
     return f"""<!doctype html>
 <html lang="{e(_lang(source.language))}">
 <head>
@@ -347,7 +345,7 @@ def story_html(story: Story, shard: str, position: int, total: int, prev_id: str
 """
 
 
-def _frame_html(story: Story, frame: Frame, masks: bool) -> str:
+def _frame_html(story: Story, frame: Frame) -> str:
     e = html.escape
     base = f"../frames/{story.story_id}/"
     if frame.t_start is not None:
@@ -367,7 +365,7 @@ def _frame_html(story: Story, frame: Frame, masks: bool) -> str:
     flags = "".join(f'<span class="flag">{e(flag)}</span>' for flag in frame.flags)
     details.append(f'<p class="flags">{flags}</p>')
     details.append(f'<p class="scores">{scores} · <span class="assignment">assignment {_text(frame.text_assignment)}</span>'
-                   + (f' · <a class="mask" href="{base}{e(frame.members[1])}">mask</a>' if masks and frame.has_mask else "")
+                   + (f' · <a class="mask" href="{base}{e(frame.members[1])}">mask</a>' if frame.has_mask else "")
                    + "</p>")
     image = (f'<img src="{base}{e(frame.image)}" width="{int(frame.width)}" height="{int(frame.height)}" '
              f'alt="frame {frame.index}">')

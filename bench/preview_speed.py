@@ -31,20 +31,32 @@ from urllib.parse import unquote, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import ShardConfig  # noqa: E402
-from pipeline.dataset.preview import (  # noqa: E402
-    PreviewConfig, PreviewWriter, build_preview, index_entries, write_assets, write_index,
+from pipeline.config import ShardConfig
+from pipeline.dataset.preview import (
+    PreviewConfig,
+    PreviewWriter,
+    build_preview,
+    index_entries,
+    write_assets,
+    write_index,
 )
-from pipeline.dataset.reader import Dataset, open_dataset  # noqa: E402
-from pipeline.output.catalog import CATALOG_SCHEMA, write_catalog  # noqa: E402
-from pipeline.output.contract import Frame, SourceInfo, Story, image_member, write_finished_story  # noqa: E402
-from pipeline.output.shards import write_shards  # noqa: E402
-from pipeline.storage import OutputLayout  # noqa: E402
+from pipeline.dataset.reader import Dataset, open_dataset
+from pipeline.output.catalog import CATALOG_SCHEMA, write_catalog
+from pipeline.output.contract import (
+    Frame,
+    SourceInfo,
+    Story,
+    image_member,
+    write_finished_story,
+)
+from pipeline.output.shards import write_shards
+from pipeline.storage import OutputLayout
 
 LANGUAGES = ["en", "en", "en", "de", "fr", "es", None]
 LICENCES = ["CC-BY", "CC-BY-SA", "CC0", "public-domain", "CC-BY-NC"]
 FLAGS = ["no_speech", "no_text_source", "repeated_image", "spread", "cover", "text_over_picture"]
-WORDS = "the fox looked for a home under rock tree hill moon boat star song mia kite red seed".split()
+WORDS = ["the", "fox", "looked", "for", "a", "home", "under", "rock", "tree", "hill", "moon", "boat", "star",
+         "song", "mia", "kite", "red", "seed"]
 
 
 def _jpeg(rng: random.Random, width: int, height: int) -> bytes:

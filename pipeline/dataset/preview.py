@@ -176,14 +176,14 @@ def facet_values(entry: IndexEntry, column: str) -> tuple[str, ...]:
     return tuple(value) if isinstance(value, tuple) else (value,)
 
 
-def write_assets(writer: "PreviewWriter", dataset_name: str) -> None:
+def write_assets(writer: PreviewWriter, dataset_name: str) -> None:
     """``index.html`` and the shared CSS and JS."""
     writer.write("assets/style.css", STYLE_CSS)
     writer.write("assets/index.js", INDEX_JS)
     writer.write("index.html", _index_html(dataset_name))
 
 
-def write_index(writer: "PreviewWriter", entries: list[IndexEntry], page_size: int, rows_per_file: int) -> set[str]:
+def write_index(writer: PreviewWriter, entries: list[IndexEntry], page_size: int, rows_per_file: int) -> set[str]:
     """Row files, one bitset per facet value and facets.js; returns the files written (relative)."""
     files: set[str] = set()
     for n in range(1, -(-len(entries) // rows_per_file) + 1):
@@ -265,7 +265,7 @@ def _index_html(dataset_name: str) -> str:
 # --- the story pages ---------------------------------------------------------------------------
 
 
-def _write_stories(writer: "PreviewWriter", dataset: Dataset, entries: list[IndexEntry],
+def _write_stories(writer: PreviewWriter, dataset: Dataset, entries: list[IndexEntry],
                    progress: bool | None) -> int:
     from tqdm import tqdm
 

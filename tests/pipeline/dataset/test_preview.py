@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 from flows.cli import main as storyloom
-from pipeline.dataset.preview import NONE_VALUE, PreviewConfig, PreviewError, build_preview, source_link
+from pipeline.dataset.preview import (
+    NONE_VALUE,
+    PreviewConfig,
+    PreviewError,
+    build_preview,
+    source_link,
+)
 from pipeline.dataset.reader import open_dataset
 
 REPO = Path(__file__).resolve().parents[3]
@@ -67,7 +73,7 @@ def test_a_rebuild_writes_the_same_bytes_and_nothing_new(preview, mixed_dataset,
 
 
 def test_stale_story_files_are_removed_and_nothing_else(preview, mixed_dataset, tmp_path):
-    out, stories = preview
+    out, _ = preview
     site = tmp_path / "site"
     shutil.copytree(out, site)
     (site / "stories" / "gone-story.html").write_text("old", encoding="utf-8")
@@ -108,7 +114,7 @@ def test_the_command_writes_the_preview_into_the_dataset_by_default(mixed_datase
     dataset = tmp_path / "dataset"
     shutil.copytree(mixed_dataset, dataset, ignore=shutil.ignore_patterns("work"))
     assert storyloom(["preview", str(dataset), "--page-size", "4"]) == 0
-    assert f"6 stories, 27 frames (2 index pages" in capsys.readouterr().out
+    assert "6 stories, 27 frames (2 index pages" in capsys.readouterr().out
     assert len(list((dataset / "preview" / "stories").glob("*.html"))) == 6
     assert '"page_size":4' in (dataset / "preview" / "index" / "facets.js").read_text(encoding="utf-8")
 
@@ -127,6 +133,30 @@ def test_bad_inputs_exit_2_with_a_message(tmp_path, capsys, mixed_dataset):
     assert "page size" in capsys.readouterr().err
     with pytest.raises(PreviewError, match="page size"):
         build_preview(mixed_dataset, tmp_path / "x", PreviewConfig(page_size=0))
+
+
+@pytest.mark.parametrize("damage", ["story-not-in-catalog", "catalog-story-not-in-shards"])
+def test_a_catalog_that_disagrees_with_the_shards_exits_2(mixed_dataset, tmp_path, capsys, damage):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    dataset = tmp_path / "dataset"
+    shutil.copytree(mixed_dataset, dataset, ignore=shutil.ignore_patterns("work"))
+    catalog = pq.read_table(dataset / "catalog.parquet")
+    last = max(catalog["story_id"].to_pylist())
+    if damage == "story-not-in-catalog":
+        catalog = catalog.filter(pc.not_equal(catalog["story_id"], last))
+        expected = f"story {last} is not in the catalog"
+    else:
+        ghost = catalog.filter(pc.equal(catalog["story_id"], last))
+        ghost = ghost.set_column(0, catalog.schema.field("story_id"),
+                                 pa.array(["zz-ghost"] * ghost.num_rows, pa.string()))
+        catalog = pa.concat_tables([catalog, ghost])
+        expected = "1 story(ies) of the catalog are in no shard: zz-ghost"
+    pq.write_table(catalog, dataset / "catalog.parquet")
+    assert storyloom(["preview", str(dataset), "--out", str(tmp_path / "site")]) == 2
+    assert expected in capsys.readouterr().err
 
 
 def test_help_names_the_options(capsys):
@@ -310,7 +340,7 @@ def test_the_preview_served_by_http_server(preview, browser):
         watched.open(f"{base}/index.html")
         watched.wait_index()
         assert watched.page.locator("#count").text_content() == "6 stories"
-        story_id = sorted(stories)[-1]
+        story_id = max(stories)
         _check_story_page(watched, f"{base}/stories/{story_id}.html", stories[story_id])
         watched.close()
     finally:
@@ -320,7 +350,7 @@ def test_the_preview_served_by_http_server(preview, browser):
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - the base class's signature
+    def log_message(self, format, *args):
         pass
 
 

@@ -2,6 +2,7 @@
 
     storyloom ingest SOURCES --out DIR [--config FILE]   build a story dataset (Prefect flow)
     storyloom examples --out DIR                         write the bundled offline example sources
+    storyloom preview OUT [--out DIR]                    a static HTML browser of a dataset
     storyloom train [--config FILE] [--dataset DIR]      train StoryGen on story shards (model/)
     storyloom generate --checkpoint RUN --prompt ...     generate a story frame after frame
     storyloom evaluate --checkpoint RUN --dataset DIR    CLIP-T, CLIP-I and FID on a test split
@@ -113,6 +114,30 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _preview(args: argparse.Namespace) -> int:
+    from pipeline.dataset.preview import PreviewConfig, PreviewError, build_preview
+    from pipeline.dataset.reader import DatasetError
+
+    try:
+        summary = build_preview(args.dataset, args.out, PreviewConfig(page_size=args.page_size))
+    except (DatasetError, PreviewError) as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    print(f"storyloom: preview of {summary.stories} stories, {summary.frames} frames "
+          f"({summary.index_pages} index pages, {summary.written} files written) -> {summary.out / 'index.html'}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"page size must be a positive integer, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="storyloom", description="Build story-visualization datasets and train StoryGen.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
@@ -138,6 +163,18 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True, help="directory to write; must be new or empty unless --overwrite")
     export.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
     export.set_defaults(func=_export)
+
+    preview = commands.add_parser(
+        "preview", help="write a static HTML browser of a dataset (no server needed)",
+        description="Write a static HTML browser of a finished dataset: an index with filters by language, "
+                    "licence, flag, kind and split, and a page per story with its frames, texts, captions, "
+                    "flags, scores and source links. Open OUT/preview/index.html in a browser, or serve it with "
+                    "`python -m http.server -d OUT/preview`.")
+    preview.add_argument("dataset", metavar="OUT", help="the --out directory of `storyloom ingest`")
+    preview.add_argument("--out", metavar="DIR", help="where to write the preview (default: OUT/preview)")
+    preview.add_argument("--page-size", type=_positive_int, default=100, metavar="N",
+                         help="stories per index page (default: 100)")
+    preview.set_defaults(func=_preview)
 
     from model.cli import add_commands  # argparse and the config dataclasses only: torch loads later
 

@@ -135,9 +135,11 @@ def mixed_dataset(tmp_path_factory, prefect_harness):
     Videos: "fox-home" (en, CC0), "moon-boat" (de, CC-BY-NC), "kite" (en, CC-BY, no subtitles:
     its frames carry ``no_text_source``). Books: a PDF with text printed inside vector art (a mask), an
     EPUB 3 and a Gutenberg-style HTML zip (public-domain). One source that does not exist (a
-    failed row). Two stories per shard, both splits. Read-only for the tests: copy it to change it.
+    failed row). Two stories per shard; two stories in test, four in train (3 shards). Read-only for the tests: copy it to change it.
     """
     from flows.cli import main as storyloom
+    from pipeline.output.shards import split_position
+    from pipeline.sources import local_source_id
     from pipeline.synthetic import PageSpec, VideoSpec, example_specs, write_story_video
     from tests.bookgen.epub import write_epub
     from tests.bookgen.html import write_html, zip_folder
@@ -165,8 +167,13 @@ def mixed_dataset(tmp_path_factory, prefect_harness):
                 "  - path: pg-h.zip\n    license: public-domain\n", "  - path: missing-book.pdf\n"]
     sources = root / "sources.yaml"
     sources.write_text("sources:\n" + "".join(entries), encoding="utf-8")
+    # story ids hash the sources' absolute paths, so the split of each story changes with the temp dir:
+    # a test fraction between the 2nd and 3rd story's split positions puts exactly two stories in test
+    positions = sorted(split_position(local_source_id(root / name))
+                       for name in [f"{n}.mp4" for n in specs] + ["flat.pdf", "tale.epub", "pg-h.zip"])
     config = root / "ingest.yaml"
-    config.write_text("shards: {max_stories_per_shard: 2, test_fraction: 0.3}\n", encoding="utf-8")
+    config.write_text(f"shards: {{max_stories_per_shard: 2, test_fraction: {(positions[1] + positions[2]) / 2!r}}}\n",
+                      encoding="utf-8")
     out = tmp_path_factory.mktemp("mixed_dataset")
     assert storyloom(["ingest", str(sources), "--out", str(out), "--config", str(config)]) == 0
     return out

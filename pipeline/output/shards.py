@@ -103,9 +103,13 @@ def assign_split(story_id: str, test_fraction: float) -> str:
     """
     if not 0.0 <= test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in [0, 1), got {test_fraction}")
+    return "test" if split_position(story_id) < test_fraction else "train"
+
+
+def split_position(story_id: str) -> float:
+    """The story's place in [0, 1) for :func:`assign_split`: it is in test when below the fraction."""
     digest = hashlib.sha256(story_id.encode("utf-8")).digest()
-    uniform = (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
-    return "test" if uniform < test_fraction else "train"
+    return (int.from_bytes(digest[:8], "big") >> 11) / float(1 << 53)
 
 
 def split_manifest_path(layout: OutputLayout, split: str) -> Path:

@@ -213,7 +213,9 @@ def test_native_shards_load_with_webdataset_only_given_the_columns(mixed_dataset
     import datasets
 
     files = {split: str(mixed_dataset / "shards" / f"{split}-*.tar") for split in ("train", "test")}
-    with pytest.raises(ValueError, match="don't share the same prefix or the same types"):
+    # without columns it fails: how depends on the stories in the first shard (members differ: "don't
+    # share the same prefix or the same types"; or JSON fields all null there: a cast error later)
+    with pytest.raises((ValueError, datasets.exceptions.DatasetGenerationError)):
         datasets.load_dataset("webdataset", data_files=files, cache_dir=str(tmp_path / "c1"))
     features = webdataset_features(open_dataset(mixed_dataset))
     ds = datasets.load_dataset("webdataset", data_files=files, features=features, cache_dir=str(tmp_path / "c2"))

@@ -44,6 +44,7 @@ DATA_KEY = "storyloom:data"  # PNG text chunk holding the plotted values as JSON
 DPI = 100
 STATUSES = ("ok", "skipped", "failed")
 MAX_LABELS = 20  # languages / licences beyond this many are drawn as one "other" bar
+MAX_LABEL_CHARS = 32  # longer tick labels are cut (the card's tables have them whole)
 MAX_INT_BARS = 40  # integer histograms with a wider spread are binned
 MAX_DURATION_BINS = 30
 SHEET_STORIES = 4  # the contact sheet shows the first stories by id ...
@@ -270,15 +271,47 @@ def _png(figure, values: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def _figure(width_in: float, height_in: float):
+def _figure(width_px: int, height_px: int):
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width_in, height_in), dpi=DPI, layout="constrained")
+    # no layout engine: constrained layout took a third of the drawing time; margins are set below
+    return Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+
+
+def _axes_row(figure, label_px: list[int]) -> list:
+    """Axes side by side, each with room on its left for tick labels ``label_px`` wide; room for
+    the x label below and a title above (pixel sizes: the figure's height varies with its rows)."""
+    width, height = figure.get_size_inches() * DPI
+    bottom, top, right, gap = 46 / height, 1 - 30 / height, 14 / width, 22 / width
+    lefts = [max(px, 36) / width for px in label_px]
+    panel = (1 - right - sum(lefts) - gap * (len(lefts) - 1)) / len(lefts)
+    axes, x = [], 0.0
+    for left in lefts:
+        x += left
+        axes.append(figure.add_axes((x, bottom, panel, top - bottom)))
+        x += panel + gap
+    return axes
+
+
+def _label_px(labels: list[str]) -> int:
+    """Room for a column of tick labels (measured at the tick font size), plus the ticks."""
+    import matplotlib
+    from matplotlib.backends.backend_agg import RendererAgg
+    from matplotlib.font_manager import FontProperties
+
+    renderer = RendererAgg(1, 1, DPI)
+    font = FontProperties(size=matplotlib.rcParams["ytick.labelsize"])
+    widths = [renderer.get_text_width_height_descent(label, font, ismath=False)[0] for label in labels]
+    return 16 + math.ceil(max(widths, default=0))
+
+
+def _short(label: str) -> str:
+    return label if len(label) <= MAX_LABEL_CHARS else label[: MAX_LABEL_CHARS - 1] + "…"
 
 
 def _draw_histogram(values: dict[str, Any], title: str):
-    figure = _figure(6.0, 3.2)
-    ax = figure.add_subplot()
+    figure = _figure(600, 320)
+    (ax,) = _axes_row(figure, [56])
     edges = values["bin_edges"]
     widths = [b - a for a, b in zip(edges, edges[1:])]
     bars = ax.bar(edges[:-1], values["bin_counts"], width=widths, align="edge", color=BAR_COLOR, edgecolor="white")
@@ -294,8 +327,8 @@ def _draw_histogram(values: dict[str, Any], title: str):
 
 
 def _draw_durations(values: dict[str, Any], title: str):
-    figure = _figure(6.0, 3.2)
-    ax = figure.add_subplot()
+    figure = _figure(600, 320)
+    (ax,) = _axes_row(figure, [56])
     minutes = values["max_s"] >= 600  # long videos read better in minutes; the data stays in seconds
     scale = 60.0 if minutes else 1.0
     edges = [e / scale for e in values["bin_edges"]]
@@ -312,41 +345,36 @@ def _draw_durations(values: dict[str, Any], title: str):
 
 def _draw_labels(values: dict[str, Any], title: str):
     rows = values["rows"]
-    figure = _figure(6.0, 1.1 + 0.28 * len(rows))
-    labels = [row[0] for row in rows]
-    for column, (what, color) in enumerate((("stories", BAR_COLOR), ("frames", SECOND_COLOR))):
-        ax = figure.add_subplot(1, 2, column + 1)
-        counts = [row[column + 1] for row in rows]
-        positions = list(range(len(rows)))
-        bars = ax.barh(positions, counts, color=color)
-        ax.bar_label(bars, fontsize=7, padding=2)
-        ax.set_yticks(positions, labels=labels if column == 0 else [""] * len(rows))
-        ax.invert_yaxis()  # largest on top, as in the card's table
-        ax.xaxis.get_major_locator().set_params(integer=True)
-        ax.margins(x=0.15)
+    labels = [_short(row[0]) for row in rows]
+    figure = _figure(600, 80 + 24 * len(rows))
+    for column, (ax, what, color) in enumerate(zip(_axes_row(figure, [_label_px(labels), 0]), ("stories", "frames"),
+                                                   (BAR_COLOR, SECOND_COLOR))):
+        _hbars(ax, labels if column == 0 else [""] * len(rows), [row[column + 1] for row in rows], color)
         ax.set_xlabel(what)
-    figure.suptitle(title)
+    figure.suptitle(title, y=1 - 6 / figure.get_size_inches()[1] / DPI, va="top")
     return figure
 
 
 def _draw_drops(values: dict[str, Any], title: str):
-    figure = _figure(7.0, 1.4 + 0.28 * max(len(values["frames_dropped"]), len(values["sources"])))
-    left, right = figure.add_subplot(1, 2, 1), figure.add_subplot(1, 2, 2)
     dropped = values["frames_dropped"]
+    stages: dict[str, list[str]] = {}
+    for status, stage, n in values["not_written"]:
+        stages.setdefault(status, []).append(f"{stage} {n}")
+    statuses = [_short(f"{status} ({', '.join(stages[status])})" if status in stages else status)
+                for status, _ in values["sources"]]
+    reasons = [_short(row[0]) for row in dropped]
+    figure = _figure(700, 80 + 24 * max(len(dropped), len(statuses)))
+    left, right = _axes_row(figure, [_label_px(reasons), _label_px(statuses)])
     if dropped:
-        _hbars(left, [r[0] for r in dropped], [r[1] for r in dropped], SECOND_COLOR)
+        _hbars(left, reasons, [row[1] for row in dropped], SECOND_COLOR)
     else:
         left.text(0.5, 0.5, "no frames dropped", ha="center", va="center", transform=left.transAxes)
         left.set_xticks([])
         left.set_yticks([])
     left.set_xlabel("frames dropped")
-    stages: dict[str, list[str]] = {}
-    for status, stage, n in values["not_written"]:
-        stages.setdefault(status, []).append(f"{stage} {n}")
-    labels = [f"{status} ({', '.join(stages[status])})" if status in stages else status for status, _ in values["sources"]]
-    _hbars(right, labels, [r[1] for r in values["sources"]], BAR_COLOR)
+    _hbars(right, statuses, [row[1] for row in values["sources"]], BAR_COLOR)
     right.set_xlabel("sources")
-    figure.suptitle(title)
+    figure.suptitle(title, y=1 - 6 / figure.get_size_inches()[1] / DPI, va="top")
     return figure
 
 
@@ -355,7 +383,7 @@ def _hbars(ax, labels: list[str], counts: list[int], color: str) -> None:
     bars = ax.barh(positions, counts, color=color)
     ax.bar_label(bars, fontsize=7, padding=2)
     ax.set_yticks(positions, labels=labels)
-    ax.invert_yaxis()
+    ax.invert_yaxis()  # largest on top, as in the card's tables
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.margins(x=0.15)
 

@@ -233,10 +233,7 @@ def render_plot(name: str, values: dict[str, Any], root: Path) -> bytes:
             "drop_reasons": _draw_drops}
     title = PLOT_SPECS[name].title
     with _fixed_style():
-        if name == "examples":
-            figure, values = _draw_sheet(values, root)
-        else:
-            figure = draw[name](values, title)
+        figure = _draw_sheet(values, root) if name == "examples" else draw[name](values, title)
         return _png(figure, values)
 
 
@@ -414,7 +411,7 @@ def _draw_sheet(values: dict[str, Any], root: Path):
         more = f" (first {len(row['tiles'])} of {row['frames']} frames)" if row["frames"] > len(row["tiles"]) else \
             f" ({row['frames']} frames)"
         ax.text(MARGIN, row["label_y"] + LABEL_BAND - 4, row["story_id"] + more, fontsize=8, va="baseline")
-    return figure, values
+    return figure
 
 
 def plot_links(data: dict[str, dict[str, Any] | None]) -> dict[str, dict[str, Any]]:

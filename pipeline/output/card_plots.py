@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import itertools
 import json
 import logging
 import math
@@ -310,7 +311,7 @@ def _draw_histogram(values: dict[str, Any], title: str):
     figure = _figure(600, 320)
     (ax,) = _axes_row(figure, [56])
     edges = values["bin_edges"]
-    widths = [b - a for a, b in zip(edges, edges[1:])]
+    widths = [b - a for a, b in itertools.pairwise(edges)]
     bars = ax.bar(edges[:-1], values["bin_counts"], width=widths, align="edge", color=BAR_COLOR, edgecolor="white")
     if len(bars) <= 25:
         ax.bar_label(bars, labels=[str(c) if c else "" for c in values["bin_counts"]], fontsize=7)
@@ -329,7 +330,7 @@ def _draw_durations(values: dict[str, Any], title: str):
     minutes = values["max_s"] >= 600  # long videos read better in minutes; the data stays in seconds
     scale = 60.0 if minutes else 1.0
     edges = [e / scale for e in values["bin_edges"]]
-    widths = [b - a for a, b in zip(edges, edges[1:])]
+    widths = [b - a for a, b in itertools.pairwise(edges)]
     bars = ax.bar(edges[:-1], values["bin_counts"], width=widths, align="edge", color=BAR_COLOR, edgecolor="white")
     ax.bar_label(bars, labels=[str(c) if c else "" for c in values["bin_counts"]], fontsize=7)
     ax.yaxis.get_major_locator().set_params(integer=True)

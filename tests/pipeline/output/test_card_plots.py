@@ -20,8 +20,8 @@ from pipeline.dataset.reader import open_dataset
 from pipeline.output.card import write_card
 from pipeline.output.card_plots import (
     DATA_KEY,
-    MAX_LABELS,
     MAX_INT_BARS,
+    MAX_LABELS,
     PLOT_SPECS,
     PLOTS,
     SHEET_FRAMES,

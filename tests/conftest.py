@@ -44,16 +44,17 @@ class StaticServer:
         self.httpd.server_close()
 
 
-DATASET_FILES = ("shards", "manifest.json", "manifest-train.json", "manifest-test.json", "catalog.parquet", "card.md")
+DATASET_FILES = ("shards", "manifest.json", "manifest-train.json", "manifest-test.json", "catalog.parquet", "card.md",
+                 "card")
 
 
 def dataset_files(out: Path) -> dict[str, bytes]:
     """The bytes of every file of an output directory that must be reproducible (not sources.parquet:
-    it holds timings)."""
+    it holds timings). A path that does not exist (no card plots in an empty dataset) is left out."""
     files = {}
     for name in DATASET_FILES:
         path = out / name
-        for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        for file in sorted(path.rglob("*")) if path.is_dir() else [path] if path.exists() else []:
             files[str(file.relative_to(out))] = file.read_bytes()
     return files
 

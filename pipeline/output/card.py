@@ -1,8 +1,9 @@
 """The dataset card (``card.md``): counts, sources, licences, filters and examples of one output.
 
 :func:`card_context` computes every number from the shard summary and the per-source results;
-``data_cards/template.md.j2`` lays them out. The card holds no timestamps or absolute paths, so
-a rerun on the same inputs writes the same bytes.
+``data_cards/template.md.j2`` lays them out. The card's plots (``card/*.png``, linked from the
+card) are drawn by :mod:`pipeline.output.card_plots` from the same inputs. The card holds no
+timestamps or absolute paths, so a rerun on the same inputs writes the same bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 import jinja2
 
+from pipeline.output.card_plots import plot_data, plot_links, write_card_plots
 from pipeline.output.contract import member_name
 from pipeline.output.shards import SPLITS, ShardSummary
 from pipeline.records import SourceResult
@@ -37,7 +39,7 @@ def render_card(
     layout: OutputLayout,
     name: str | None = None,
 ) -> str:
-    """The card as Markdown. ``name`` defaults to the output directory's name."""
+    """The card as Markdown (its plots are not drawn). ``name`` defaults to the output directory's name."""
     context = card_context(summary, results, config_dict, name or layout.root.resolve().name)
     return _template().render(**context)
 
@@ -49,8 +51,11 @@ def write_card(
     layout: OutputLayout,
     name: str | None = None,
 ) -> Path:
-    """Render the card and write it atomically to ``layout.card`` (left alone when unchanged)."""
-    write_if_changed(layout.card, render_card(summary, results, config_dict, layout, name).encode("utf-8"))
+    """Draw the card's plots into ``card/``, then render the card and write it atomically to
+    ``layout.card`` (files left alone when unchanged)."""
+    context = card_context(summary, results, config_dict, name or layout.root.resolve().name)
+    write_card_plots(context["plot_data"], layout)
+    write_if_changed(layout.card, _template().render(**context).encode("utf-8"))
     log.info("card -> %s", layout.card)
     return layout.card
 
@@ -77,6 +82,7 @@ def card_context(
     for result in results:
         dropped.update(result.dropped)
     status_counts = Counter(r.status for r in results)
+    plots = plot_data(summary, results)
     problems = sorted((r for r in results if r.status != "ok"),
                       key=lambda r: (r.status != "failed", r.status, r.source_id))  # failures first
     return {
@@ -108,6 +114,8 @@ def card_context(
         },
         "examples": _examples(summary),
         "config": _config_sections(config_dict),
+        "plot_data": plots,
+        "plots": plot_links(plots),
     }
 
 

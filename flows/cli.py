@@ -1,6 +1,8 @@
 """The ``storyloom`` command line.
 
     storyloom ingest SOURCES --out DIR [--config FILE]   build a story dataset (Prefect flow)
+    storyloom ingest --from-manifest FILE --out DIR      rebuild a dataset from a shareable manifest
+    storyloom export OUT --dataset DIR --format manifest write a shareable manifest (no frames)
     storyloom examples --out DIR                         write the bundled offline example sources
     storyloom train [--config FILE] [--dataset DIR]      train StoryGen on story shards (model/)
     storyloom generate --checkpoint RUN --prompt ...     generate a story frame after frame
@@ -31,6 +33,8 @@ def _prefect_defaults() -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    if args.from_manifest or not args.sources:
+        return _rebuild(args)
     from pipeline.config import ConfigError, IngestConfig
     from pipeline.video.ffmpeg import FFmpegNotFoundError, find_ffmpeg
     from pipeline.models.loading import ModelLoadError, load_enabled_models
@@ -86,6 +90,61 @@ def book_lines(results: list[dict]) -> list[str]:
     return lines
 
 
+def _rebuild(args: argparse.Namespace) -> int:
+    """``ingest --from-manifest``: fetch every source of a manifest again and remake its frames."""
+    from pipeline.config import ConfigError
+    from pipeline.dataset.manifest import ManifestError, read_manifest
+    from pipeline.dataset.rebuild import manifest_config
+
+    if not args.from_manifest or args.sources:
+        print("storyloom: give either a SOURCES file or --from-manifest FILE", file=sys.stderr)
+        return 2
+    try:
+        manifest_config(read_manifest(args.from_manifest))  # a bad manifest or config: before any work
+    except (ManifestError, ConfigError) as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    if args.config:
+        print("storyloom: --config is ignored with --from-manifest (the manifest's config made the frames)",
+              file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _prefect_defaults()
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.rebuild import rebuild
+
+    flow = rebuild.with_options(task_runner=ThreadPoolTaskRunner(max_workers=4))
+    summary = flow(str(Path(args.from_manifest).resolve()), str(out.resolve()))
+    for line in summary["problems"]:
+        print(line)
+    print(
+        f"storyloom: rebuilt {summary['stories_rebuilt']} of {summary['stories_recorded']} stories, "
+        f"{summary['frames']} frames in {summary['shards']} shard(s) under {out}: frames identical "
+        f"{summary['frames_identical']}, differing {summary['frames_differing']} (kept, flagged rebuild_mismatch), "
+        f"missing {summary['frames_missing']} (left out); sources gone {summary['sources_gone']}, "
+        f"changed {summary['sources_changed']} (details: {out / 'rebuild-report.json'})"
+    )
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    """``export OUT --format manifest``: the dataset's shareable manifest (sources, times, hashes, texts)."""
+    from pipeline.dataset.manifest import export_manifest
+    from pipeline.dataset.reader import DatasetError, open_dataset
+
+    if args.format != "manifest":
+        print(f"storyloom: export format {args.format!r} is not supported here (manifest)", file=sys.stderr)
+        return 2
+    try:
+        path = export_manifest(open_dataset(args.dataset), Path(args.out))
+    except DatasetError as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    print(f"storyloom: manifest written to {path}")
+    return 0
+
+
 def _examples(args: argparse.Namespace) -> int:
     from pipeline.synthetic import write_example_sources
 
@@ -100,10 +159,18 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="build a story dataset from a sources file")
-    ingest.add_argument("sources", help="sources YAML file")
+    ingest.add_argument("sources", nargs="?", help="sources YAML file")
     ingest.add_argument("--out", required=True, help="output directory (rerun on it to resume)")
     ingest.add_argument("--config", help="config YAML file (defaults for everything not given)")
+    ingest.add_argument("--from-manifest", metavar="FILE",
+                        help="rebuild the dataset a shareable manifest describes (instead of SOURCES)")
     ingest.set_defaults(func=_ingest)
+
+    export = commands.add_parser("export", help="export a dataset (here: --format manifest, a shareable manifest)")
+    export.add_argument("out", help="output directory")
+    export.add_argument("--dataset", required=True, help="the dataset directory (the --out of `storyloom ingest`)")
+    export.add_argument("--format", default="manifest", help="manifest: sources, frame times, hashes and texts")
+    export.set_defaults(func=_export)
 
     examples = commands.add_parser("examples", help="write the offline example videos and their sources.yaml")
     examples.add_argument("--out", required=True, help="directory for the examples")

@@ -95,13 +95,15 @@ def _rebuild(args: argparse.Namespace) -> int:
     from pipeline.config import ConfigError
     from pipeline.dataset.manifest import ManifestError, read_manifest
     from pipeline.dataset.rebuild import manifest_config
+    from pipeline.video.ffmpeg import FFmpegNotFoundError, find_ffmpeg
 
     if not args.from_manifest or args.sources:
         print("storyloom: give either a SOURCES file or --from-manifest FILE", file=sys.stderr)
         return 2
     try:
-        manifest_config(read_manifest(args.from_manifest))  # a bad manifest or config: before any work
-    except (ManifestError, ConfigError) as exc:
+        cfg = manifest_config(read_manifest(args.from_manifest))  # a bad manifest or config: before any work
+        find_ffmpeg(cfg.fetch.ffmpeg)
+    except (ManifestError, ConfigError, FFmpegNotFoundError) as exc:
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
     if args.config:
@@ -114,7 +116,8 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     from flows.rebuild import rebuild
 
-    flow = rebuild.with_options(task_runner=ThreadPoolTaskRunner(max_workers=4))
+    workers = cfg.run.download_workers + cfg.run.decode_workers + 1  # as ingest: chains wait in worker threads
+    flow = rebuild.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     summary = flow(str(Path(args.from_manifest).resolve()), str(out.resolve()))
     for line in summary["problems"]:
         print(line)
@@ -123,7 +126,8 @@ def _rebuild(args: argparse.Namespace) -> int:
         f"{summary['frames']} frames in {summary['shards']} shard(s) under {out}: frames identical "
         f"{summary['frames_identical']}, differing {summary['frames_differing']} (kept, flagged rebuild_mismatch), "
         f"missing {summary['frames_missing']} (left out); sources gone {summary['sources_gone']}, "
-        f"changed {summary['sources_changed']} (details: {out / 'rebuild-report.json'})"
+        f"changed {summary['sources_changed']}, other failures {summary['stories_failed']} "
+        f"(details: {out / 'rebuild-report.json'})"
     )
     return 0
 

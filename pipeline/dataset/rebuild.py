@@ -48,6 +48,7 @@ from pipeline.output.contract import Frame, Story, image_member, mask_member, wr
 from pipeline.records import SourceResult
 from pipeline.sources import SourceDefaults, SourceItem
 from pipeline.storage import OutputLayout, atomic_write_json, dumps_json, write_if_changed
+from pipeline.video.ytdlp import FetchError
 from pipeline.workdir import SourceRun, SourceWork, run_inline
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class StoryOutcome:
     story_id: str
     url: str | None
     status: str = "ok"  # ok | failed (the source is gone, or nothing could be made)
+    stage: str | None = None  # where it failed: fetch (the source is gone), parse, rebuild
     error: str | None = None
     source_sha256: str | None = None  # recorded in the manifest
     fetched_sha256: str | None = None  # of the file fetched today
@@ -79,11 +81,15 @@ class StoryOutcome:
     missing: list[int] = field(default_factory=list)
 
     @property
+    def source_gone(self) -> bool:
+        return self.status != "ok" and self.stage == "fetch"
+
+    @property
     def source_changed(self) -> bool:
         return bool(self.source_sha256 and self.fetched_sha256 and self.source_sha256 != self.fetched_sha256)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "source_changed": self.source_changed}
+        return {**asdict(self), "source_changed": self.source_changed, "source_gone": self.source_gone}
 
 
 # --------------------------------------------------------------------------- items and work dirs
@@ -132,6 +138,8 @@ def start_run(layout: OutputLayout, entry: ManifestStory, cfg: IngestConfig) -> 
 
 def fetch(run: SourceRun, cfg: IngestConfig) -> Any:
     """The fetch stage: the video (:func:`pipeline.video.stages.fetch_media`) or the book, no policy."""
+    if not run.item.url and not run.item.path:
+        raise FetchError("the manifest records no address for this source", permanent=True)
     if run.item.kind == "video":
         from pipeline.video.stages import fetch_media
 
@@ -275,7 +283,7 @@ def _sha(data: bytes) -> str:
 def failed_outcome(run: SourceRun, entry: ManifestStory) -> StoryOutcome:
     """The outcome of a story whose source is gone (or of which nothing could be made)."""
     source = entry.story.source
-    return StoryOutcome(entry.story_id, source.url, status="failed", error=f"{run.result.stage}: {run.result.error}",
+    return StoryOutcome(entry.story_id, source.url, status="failed", stage=run.result.stage, error=run.result.error,
                         source_sha256=source.extra.get("source_sha256"), frames=len(entry.story.frames))
 
 
@@ -305,7 +313,8 @@ def write_rebuilt_dataset(layout: OutputLayout, manifest: Manifest, cfg: IngestC
 def rebuild_totals(outcomes: list[StoryOutcome]) -> dict[str, int]:
     ok = [o for o in outcomes if o.status == "ok"]
     return {"stories_recorded": len(outcomes), "stories_rebuilt": len(ok),
-            "sources_gone": len(outcomes) - len(ok), "sources_changed": sum(o.source_changed for o in ok),
+            "sources_gone": sum(o.source_gone for o in outcomes), "sources_changed": sum(o.source_changed for o in ok),
+            "stories_failed": sum(o.status != "ok" and not o.source_gone for o in outcomes),
             "frames_recorded": sum(o.frames for o in outcomes), "frames_identical": sum(len(o.identical) for o in ok),
             "frames_differing": sum(len(o.differing) for o in ok), "frames_missing": sum(len(o.missing) for o in ok)}
 
@@ -315,7 +324,8 @@ def summary_lines(outcomes: list[StoryOutcome]) -> list[str]:
     lines = []
     for outcome in sorted(outcomes, key=lambda o: o.story_id):
         if outcome.status != "ok":
-            lines.append(f"gone: {outcome.story_id} ({outcome.url}): {outcome.error}")
+            what = "gone" if outcome.source_gone else f"failed at {outcome.stage}"
+            lines.append(f"{what}: {outcome.story_id} ({outcome.url}): {outcome.error}")
             continue
         lines.extend(f"{outcome.story_id}: {note}" for note in outcome_notes(outcome))
     return lines

@@ -156,3 +156,22 @@ def test_a_gone_source_and_a_changed_book_are_reported(mixed_dataset, exported, 
     lines = stages.summary_lines(outcomes)
     assert any(line.startswith(f"gone: {gone.story_id}") for line in lines)
     assert any(line.startswith(f"{pdf.story_id}: frames differ") for line in lines)
+
+
+def test_a_frame_the_source_lacks_is_left_out_and_the_rest_renumbered(exported, tmp_path):
+    header, *lines = exported.read_text(encoding="utf-8").splitlines()
+    video = next(json.loads(line) for line in lines if json.loads(line)["story"]["source"]["kind"] == "video")
+    frames = video["story"]["frames"]
+    assert len(frames) >= 3
+    frames[1]["pts"] += 1  # no decoded frame has this pts
+    one = tmp_path / MANIFEST_FILE
+    one.write_text(header + "\n" + json.dumps(video) + "\n", encoding="utf-8")
+
+    results, outcomes = rebuild_plainly(one, tmp_path / "again")
+    assert results[0].status == "ok" and results[0].stats["frames_missing"] == 1
+    assert (outcomes[0].missing, outcomes[0].differing) == ([1], [])
+    assert outcomes[0].identical == [f["index"] for f in frames if f["index"] != 1]
+    (record,) = open_dataset(tmp_path / "again").iter_stories()
+    assert [f.text for f in record.story.frames] == [f["text"] for f in frames if f["index"] != 1]
+    assert [f.index for f in record.story.frames] == list(range(len(frames) - 1))
+    assert sha(record.media["001.jpg"]) == frames[2]["sha256"]  # frame 2, now frame 1, still the same bytes

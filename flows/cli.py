@@ -1,12 +1,13 @@
 """The ``storyloom`` command line.
 
     storyloom ingest SOURCES --out DIR [--config FILE]   build a story dataset (Prefect flow)
+    storyloom ingest --from-manifest FILE --out DIR      rebuild a dataset from a shareable manifest
     storyloom examples --out DIR                         write the bundled offline example sources
     storyloom preview OUT [--out DIR]                    a static HTML browser of a dataset
+    storyloom export OUT --format F --out DIR            StorySalon folders, HF, Parquet, or a shareable manifest
     storyloom train [--config FILE] [--dataset DIR]      train StoryGen on story shards (model/)
     storyloom generate --checkpoint RUN --prompt ...     generate a story frame after frame
     storyloom evaluate --checkpoint RUN --dataset DIR    CLIP-T, CLIP-I and FID on a test split
-    storyloom export DATASET --format F --out DIR        the dataset as StorySalon folders, HF or Parquet
 
 Config and sources files are validated before any work starts; a mistake there exits with
 status 2 and a message saying what is wrong. Problems with individual sources never stop a run:
@@ -33,6 +34,8 @@ def _prefect_defaults() -> None:
 
 
 def _ingest(args: argparse.Namespace) -> int:
+    if args.from_manifest or not args.sources:
+        return _rebuild(args)
     from pipeline.config import ConfigError, IngestConfig
     from pipeline.video.ffmpeg import FFmpegNotFoundError, find_ffmpeg
     from pipeline.models.loading import ModelLoadError, load_enabled_models
@@ -86,6 +89,48 @@ def book_lines(results: list[dict]) -> list[str]:
                      f"(of {stats.get('pictures', '?')} pictures), {row['frames']} frames, "
                      f"{stats.get('paired', '?')} paired with text; left out: {left_out or 'nothing'}")
     return lines
+
+
+def _rebuild(args: argparse.Namespace) -> int:
+    """``ingest --from-manifest``: fetch every source of a manifest again and remake its frames."""
+    from pipeline.config import ConfigError
+    from pipeline.dataset.manifest import ManifestError, read_manifest
+    from pipeline.dataset.rebuild import manifest_config
+    from pipeline.video.ffmpeg import FFmpegNotFoundError, find_ffmpeg
+
+    if not args.from_manifest or args.sources:
+        print("storyloom: give either a SOURCES file or --from-manifest FILE", file=sys.stderr)
+        return 2
+    try:
+        cfg = manifest_config(read_manifest(args.from_manifest))  # a bad manifest or config: before any work
+        find_ffmpeg(cfg.fetch.ffmpeg)
+    except (ManifestError, ConfigError, FFmpegNotFoundError) as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    if args.config:
+        print("storyloom: --config is ignored with --from-manifest (the manifest's config made the frames)",
+              file=sys.stderr)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _prefect_defaults()
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.rebuild import rebuild
+
+    workers = cfg.run.download_workers + cfg.run.decode_workers + 1  # as ingest: chains wait in worker threads
+    flow = rebuild.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+    summary = flow(str(Path(args.from_manifest).resolve()), str(out.resolve()))
+    for line in summary["problems"]:
+        print(line)
+    print(
+        f"storyloom: rebuilt {summary['stories_rebuilt']} of {summary['stories_recorded']} stories, "
+        f"{summary['frames']} frames in {summary['shards']} shard(s) under {out}: frames identical "
+        f"{summary['frames_identical']}, differing {summary['frames_differing']} (kept, flagged rebuild_mismatch), "
+        f"missing {summary['frames_missing']} (left out); sources gone {summary['sources_gone']}, "
+        f"changed {summary['sources_changed']}, other failures {summary['stories_failed']} "
+        f"(details: {out / 'rebuild-report.json'})"
+    )
+    return 0
 
 
 def _examples(args: argparse.Namespace) -> int:
@@ -144,10 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     ingest = commands.add_parser("ingest", help="build a story dataset from a sources file")
-    ingest.add_argument("sources", help="sources YAML file")
+    ingest.add_argument("sources", nargs="?", help="sources YAML file")
     ingest.add_argument("--out", required=True, help="output directory (rerun on it to resume)")
     ingest.add_argument("--config", help="config YAML file (defaults for everything not given)")
+    ingest.add_argument("--from-manifest", metavar="FILE",
+                        help="rebuild the dataset a shareable manifest describes (instead of SOURCES)")
     ingest.set_defaults(func=_ingest)
+
 
     examples = commands.add_parser("examples", help="write the offline example videos and their sources.yaml")
     examples.add_argument("--out", required=True, help="directory for the examples")

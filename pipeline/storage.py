@@ -7,6 +7,7 @@ What in a source's work directory is still valid is decided by :mod:`pipeline.wo
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -18,6 +19,15 @@ from typing import Any
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 (hex) of a file's bytes, read in 1 MiB pieces."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            sha.update(chunk)
+    return sha.hexdigest()
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -31,7 +31,7 @@ from urllib.parse import urljoin, urlparse
 from pipeline.book.model import sniff_format
 from pipeline.config import EbookConfig, FetchConfig
 from pipeline.network import http_status, retry
-from pipeline.storage import atomic_write_json, read_json
+from pipeline.storage import atomic_write_json, file_sha256, read_json
 from pipeline.video.ytdlp import FetchError
 
 log = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class FetchedBook:
     url: str  # the URL, or the file:// URI of a local book
     base_url: str | None = None  # an HTML page fetched from the web: its address
     url_map: dict[str, str] = field(default_factory=dict)  # image URL -> file under the page's folder
+    sha256: str | None = None  # of the book file (an HTML book: its page, not its images)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,7 +71,7 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
             raise FetchError(f"local book not found: {path}", permanent=True)
         if path.stat().st_size == 0:
             raise FetchError(f"local book is empty: {path}", permanent=True)
-        fetched = FetchedBook(item.source_id, str(path.absolute()), path.absolute().as_uri())
+        fetched = FetchedBook(item.source_id, str(path.absolute()), path.absolute().as_uri(), sha256=file_sha256(path))
         atomic_write_json(dest_dir / FETCH_RECORD, fetched.to_dict())
         return fetched
     url = item.url or ""
@@ -88,7 +89,7 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
                          permanent=True, url=url)
     path = book_dir / f"book{_EXTENSIONS[kind]}"
     partial_path.replace(path)
-    fetched = FetchedBook(item.source_id, str(path), url)
+    fetched = FetchedBook(item.source_id, str(path), url, sha256=file_sha256(path))
     if kind == "html":
         fetched.base_url = url
         fetched.url_map = _fetch_page_images(path, url, book_dir, fetch_cfg, cfg)
@@ -102,6 +103,8 @@ def read_fetched_book(dest_dir: Path) -> FetchedBook:
     for path in [Path(fetched.path)] + [Path(fetched.path).parent / f for f in fetched.url_map.values()]:
         if not path.is_file():
             raise FileNotFoundError(f"{path} (listed in {FETCH_RECORD}) is gone")
+    if not fetched.sha256:  # a record from before fetches hashed their file
+        fetched.sha256 = file_sha256(Path(fetched.path))
     return fetched
 
 

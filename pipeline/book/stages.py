@@ -82,7 +82,8 @@ def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
 
 
 FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, BOOK_DIR))
-PARSE = Stage("parse", 2, _parse_settings, outputs=(PAIRS_DIR,), after=("fetch",))  # 2: real-book reading rules
+# 2: real-book reading rules; 3: the book file's sha256 in the story's source
+PARSE = Stage("parse", 3, _parse_settings, outputs=(PAIRS_DIR,), after=("fetch",))
 ASSEMBLE = Stage("assemble", 1, _assemble_settings, outputs=(FRAMES_DIR, STORY_FILE), after=("parse",))
 BOOK_STAGES = (FETCH, PARSE, ASSEMBLE)
 
@@ -251,7 +252,7 @@ def _book_info(book: Book, fetched: FetchedBook) -> SourceInfo:
         license=normalize_license(meta.license), language=meta.language, duration_s=None,
         extra={"source_id": fetched.source_id, "format": book.format, "layout": book.layout,
                "authors": meta.authors, "illustrators": meta.illustrators, "publisher": meta.publisher,
-               "license_reported": meta.license, "pages": len(book.pages)},
+               "license_reported": meta.license, "pages": len(book.pages), "source_sha256": fetched.sha256},
     )
 
 
@@ -304,7 +305,7 @@ def compute_book_story(item: SourceItem, work_dir: Path, cfg: IngestConfig, pair
         data, width, height = encode_frame(image, cfg.shards)
         media[image_member(i)] = data
         if stored["mask"]:
-            media[mask_member(i)] = _mask_png(stored["mask"], width, height)
+            media[mask_member(i)] = mask_png(stored["mask"], width, height)
         score = None if clip[i] is None else round(clip[i], 4)
         frames.append(Frame(index=i, image=image_member(i), width=width, height=height, page=stored["page"],
                             text=stored["text"], caption=captions[i], scores={"align": None, "clip": score},
@@ -315,7 +316,8 @@ def compute_book_story(item: SourceItem, work_dir: Path, cfg: IngestConfig, pair
     return story
 
 
-def _mask_png(boxes: list[list[float]], width: int, height: int) -> bytes:
+def mask_png(boxes: list[list[float]], width: int, height: int) -> bytes:
+    """A frame's mask as PNG: 255 inside the boxes (fractions of the frame), 0 elsewhere."""
     from PIL import Image
 
     mask = np.zeros((height, width), np.uint8)

@@ -7,8 +7,7 @@
   (:mod:`pipeline.dataset.hf`);
 - ``parquet``: one row per frame, the catalog's columns plus the image and mask bytes
   (:mod:`pipeline.dataset.frames_parquet`);
-- ``manifest``: ``pipeline.dataset.manifest.export_manifest`` when that module is installed
-  (imported lazily; a clear :class:`ExportError` when it is not).
+- ``manifest``: a shareable manifest without pixels (:mod:`pipeline.dataset.manifest`).
 
 Every format streams the stories through :meth:`Dataset.iter_stories` (one shard open at a time)
 into a staging directory next to ``--out``, which replaces ``--out`` only once complete: a failed
@@ -27,6 +26,7 @@ from pathlib import Path
 from pipeline.dataset.export_common import ExportError, ExportResult, relative_files
 from pipeline.dataset.frames_parquet import export_frames_parquet
 from pipeline.dataset.hf import export_hf
+from pipeline.dataset.manifest import ManifestError, export_manifest
 from pipeline.dataset.reader import Dataset
 from pipeline.dataset.storysalon import export_storysalon
 
@@ -36,13 +36,11 @@ Exporter = Callable[[Dataset, Path], ExportResult]
 
 
 def export_manifest_format(dataset: Dataset, out_dir: Path) -> ExportResult:
-    """The ``manifest`` format, written by ``pipeline.dataset.manifest`` when it is installed."""
+    """The ``manifest`` format (:mod:`pipeline.dataset.manifest`): sources, frame times, hashes and texts."""
     try:
-        from pipeline.dataset.manifest import export_manifest
-    except ImportError as exc:
-        raise ExportError("the manifest format is not available in this storyloom build "
-                          f"(pipeline.dataset.manifest cannot be imported: {exc})") from exc
-    export_manifest(dataset, out_dir)
+        export_manifest(dataset, out_dir)
+    except ManifestError as exc:
+        raise ExportError(str(exc)) from exc
     story_ids = dataset.catalog(columns=["story_id"]).column("story_id").to_pylist()
     return ExportResult(len(set(story_ids)), len(story_ids), relative_files(out_dir))
 

@@ -49,6 +49,8 @@ class FrameCandidate:
     clip_score: float | None = None  # image-text cosine (pipeline.models.clip); None without CLIP
     caption: str | None = None  # visual description (pipeline.models.captions); None without a captioner
     text_assignment: str | None = None  # how the text was aligned (pipeline.text.align.ASSIGNMENTS); None without text
+    t_frame: float | None = None  # seconds: when the chosen video frame shows (None for books)
+    pts: int | None = None  # that frame's presentation timestamp in the video stream's time base
 
 
 @dataclass

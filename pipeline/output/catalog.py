@@ -35,6 +35,8 @@ CATALOG_SCHEMA = pa.schema([
     pa.field("height", pa.int32(), nullable=False),
     pa.field("t_start", pa.float64()),
     pa.field("t_end", pa.float64()),
+    pa.field("t_frame", pa.float64()),  # videos: when the chosen frame shows
+    pa.field("pts", pa.int64()),  # videos: that frame's presentation timestamp (the story's source time_base)
     pa.field("page", pa.int32()),
     pa.field("text", pa.string(), nullable=False),
     pa.field("caption", pa.string()),
@@ -90,6 +92,8 @@ def catalog_rows(stories_with_shard_names: Iterable[tuple[Story, str]]) -> list[
                 "height": frame.height,
                 "t_start": frame.t_start,
                 "t_end": frame.t_end,
+                "t_frame": frame.t_frame,
+                "pts": frame.pts,
                 "page": frame.page,
                 "text": frame.text,
                 "caption": frame.caption,

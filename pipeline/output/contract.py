@@ -74,6 +74,8 @@ class Frame:
     flags: list[str] = field(default_factory=list)
     has_mask: bool = False  # a mask_member(index) member sits next to the image
     text_assignment: str | None = None  # videos: how the text was assigned ("words", "sentences", "split_estimate")
+    t_frame: float | None = None  # videos: seconds at which the chosen frame shows (rounded to ms)
+    pts: int | None = None  # videos: that frame's presentation timestamp in the stream's time base (source time_base)
 
     @property
     def members(self) -> list[str]:

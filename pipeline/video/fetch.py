@@ -28,7 +28,7 @@ from typing import Any
 from pipeline.config import FetchConfig
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.sources import SourceDefaults, SourceItem, check_policy, normalize_license
-from pipeline.storage import atomic_write_json, read_json
+from pipeline.storage import atomic_write_json, file_sha256, read_json
 from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat, with_retries, ydl_params
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,7 @@ def fetch_video(item: SourceItem, dest_dir: Path, cfg: FetchConfig, archive: Pat
         if found is not None:
             tracks.append(SubtitleTrack(str(found), lang, automatic, found.suffix[1:]))
     media = FetchedMedia(item.source_id, str(video), _media_info(item, info, duration), tracks)
+    media.info["sha256"] = file_sha256(video)  # the very file the frames come from (shareable manifests)
     atomic_write_json(dest_dir / FETCH_RECORD, media.to_dict())
     return media
 
@@ -238,6 +239,8 @@ def read_fetched(dest_dir: Path) -> FetchedMedia:
     for path in [Path(media.video_path)] + [Path(s.path) for s in media.subtitles]:
         if not path.is_file() or path.stat().st_size == 0:
             raise FileNotFoundError(f"{path} (listed in {FETCH_RECORD}) is gone")
+    if not media.info.get("sha256"):  # a record from before fetches hashed their file
+        media.info["sha256"] = file_sha256(Path(media.video_path))
     return media
 
 
@@ -269,7 +272,8 @@ def fetch_local(item: SourceItem, dest_dir: Path, defaults: SourceDefaults | Non
     tracks = _sidecar_subtitles(path, item.language)
     info = {"id": path.stem, "extractor": "local", "url": path.absolute().as_uri(), "title": item.title or path.stem,
             "title_reported": path.stem, "creator": None, "license": item.license, "license_reported": None,
-            "language": item.language, "language_reported": None, "duration_s": round(duration, 3) if duration else None}
+            "language": item.language, "language_reported": None, "duration_s": round(duration, 3) if duration else None,
+            "sha256": file_sha256(path)}
     media = FetchedMedia(item.source_id, str(path.absolute()), info, tracks)
     dest_dir = Path(dest_dir)
     dest_dir.mkdir(parents=True, exist_ok=True)

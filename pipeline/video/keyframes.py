@@ -118,6 +118,7 @@ class Keyframe:
     boundary: str  # how this page began: start / change / fade / turn
     still_s: float  # seconds of still frames that make up the page
     flags: list[str] = field(default_factory=list)  # "rectified"
+    pts: int | None = None  # the chosen frame's presentation timestamp, in the stream's time base: exactly it
 
 
 @dataclass
@@ -130,6 +131,13 @@ class KeyframeResult:
     height: int
     has_audio: bool = False
     stats: dict[str, float] = field(default_factory=dict)
+    time_base: str | None = None  # the video stream's time base ("1/12800"): what ``pts`` counts in
+
+
+def stream_time_base(stream) -> str | None:
+    """A PyAV stream's time base as ``"num/den"`` (None when the container has none)."""
+    base = stream.time_base
+    return None if base is None else f"{base.numerator}/{base.denominator}"
 
 
 @dataclass
@@ -380,6 +388,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         expected_s = _expected_duration(container, stream)
         width, height = stream.codec_context.width, stream.codec_context.height
+        time_base = stream_time_base(stream)
         signature = Signature(width, height, cfg.analysis_width)
         window = max(3, int(round(cfg.baseline_window_s * fps)))
         refresh = max(1, int(round(fps / 5)))  # the adaptive threshold moves slowly: update 5x a second
@@ -450,6 +459,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         width=width,
         height=height,
         has_audio=has_audio,
+        time_base=time_base,
         stats={"runs": float(len(runs)), "still_fraction": float(sum(r.end - r.start + 1 for r in runs) / len(times)),
                "turns": float(sum(k.boundary == BOUNDARY_TURN for k in keyframes)),
                **({"rectified": float(rectified)} if cfg.rectify else {})},
@@ -627,6 +637,7 @@ def _pages_from_runs(
                 boundary=boundary,
                 still_s=round(sum(r.end - r.start + 1 for r in group) / fps, 3),
                 flags=flags,
+                pts=best.best_frame.pts,
             )
         )
     return keyframes

@@ -63,7 +63,7 @@ import numpy as np
 
 from pipeline.config import KeyframeConfig, ModelsConfig
 from pipeline.video.keyframes import (BOUNDARY_CHANGE, BOUNDARY_FADE, BOUNDARY_START, Keyframe, KeyframeError,
-                                      KeyframeResult, detect_keyframes)
+                                      KeyframeResult, detect_keyframes, stream_time_base)
 from pipeline.video.signals import luma, sharpness
 
 log = logging.getLogger(__name__)
@@ -290,6 +290,7 @@ class _Scene:
     end: int
     best_index: int = -1
     best_image: np.ndarray | None = None
+    best_pts: int | None = None  # the chosen frame's presentation timestamp
     best_sharpness: float = -1.0
     debris: bool = False  # shorter than min_shot_s, or blank: part of a transition, not a shot
 
@@ -382,6 +383,7 @@ class _Picker:
             if score > scene.best_sharpness:
                 scene.best_sharpness, scene.best_index, best_frame = score, index, frame
         scene.best_image = best_frame.to_ndarray(format="rgb24")
+        scene.best_pts = best_frame.pts
 
 
 def _grey_std(small: np.ndarray) -> float:
@@ -422,6 +424,7 @@ def detect_shots(video_path: str | Path, cfg: KeyframeConfig, models: ModelsConf
         fps = float(stream.average_rate or stream.guessed_rate or 25.0)
         expected_s = _expected_duration(container, stream)
         width, height = stream.codec_context.width, stream.codec_context.height
+        time_base = stream_time_base(stream)
         if loaded is not None:
             scorer = _TransNetScorer(loaded)
         else:
@@ -464,7 +467,7 @@ def detect_shots(video_path: str | Path, cfg: KeyframeConfig, models: ModelsConf
     transition_frames = sum(b - a + 1 for a, b in picker.transitions)
     return KeyframeResult(
         keyframes=keyframes, duration_s=duration, fps=fps, frames_decoded=len(times), width=width, height=height,
-        has_audio=has_audio,
+        has_audio=has_audio, time_base=time_base,
         stats={"shots": float(len(keyframes)), "transitions": float(len(picker.transitions)),
                "transition_fraction": float(transition_frames / len(times))},
     )
@@ -521,6 +524,6 @@ def _shots_to_keyframes(scenes: list[_Scene], fallback: _Scene | None, times: np
         keyframes.append(Keyframe(
             t_start=round(t_start, 3), t_end=round(t_end, 3), frame_time=round(float(times[shot.best_index]), 3),
             image=shot.best_image, sharpness=shot.best_sharpness, boundary=kind,
-            still_s=round((shot.end - shot.start + 1) / fps, 3),
+            still_s=round((shot.end - shot.start + 1) / fps, 3), pts=shot.best_pts,
         ))
     return keyframes

@@ -95,7 +95,8 @@ def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
 
 
 FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*"))
-KEYFRAMES = Stage("keyframes", 2, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
+# 3: each keyframe's pts and the stream's time base (found again exactly by a manifest rebuild)
+KEYFRAMES = Stage("keyframes", 3, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
 TEXT = Stage("text", 2, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))
 ASSEMBLE = Stage("assemble", 2, _assemble_settings, outputs=(CLEAN_INDEX, FRAMES_DIR, STORY_FILE),
                  after=("keyframes", "text"))
@@ -156,6 +157,7 @@ class StoredKeyframe:
     boundary: str
     still_s: float
     flags: list[str] = field(default_factory=list)  # "rectified"
+    pts: int | None = None  # the chosen frame's presentation timestamp (stream time base): found again exactly
 
 
 @dataclass
@@ -171,6 +173,7 @@ class KeyframeSet:
     # keyframes.mode shots or auto: what made the keyframes (pipeline.video.shots.ModeChoice.to_dict:
     # mode pages|shots, requested, detector, still_fraction); None in pages mode (left out of the index)
     mode: dict[str, Any] | None = None
+    time_base: str | None = None  # the video stream's time base ("1/12800"): what the keyframes' pts count in
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -184,7 +187,7 @@ class KeyframeSet:
         return cls(keyframes=[StoredKeyframe(**k) for k in data["keyframes"]], duration_s=data.get("duration_s"),
                    fps=data.get("fps"), frames_decoded=int(data.get("frames_decoded", 0)),
                    has_audio=bool(data.get("has_audio", True)), stats=dict(data.get("stats") or {}),
-                   mode=data.get("mode"))
+                   mode=data.get("mode"), time_base=data.get("time_base"))
 
 
 def keyframes(run: SourceRun, cfg: IngestConfig, run_in: Callable[..., Any] = run_inline) -> KeyframeSet:
@@ -223,9 +226,9 @@ def compute_keyframes(video_path: str, work_dir: Path, cfg: KeyframeConfig,
         name = f"{i:03d}.png"
         atomic_write_bytes(out_dir / name, encode_png(key.image))
         stored.append(StoredKeyframe(name, key.t_start, key.t_end, key.frame_time, key.sharpness, key.boundary,
-                                     key.still_s, list(key.flags)))
+                                     key.still_s, list(key.flags), key.pts))
     found = KeyframeSet(stored, result.duration_s, result.fps, result.frames_decoded, result.has_audio, result.stats,
-                        choice)
+                        choice, result.time_base)
     atomic_write_json(out_dir / KEYFRAMES_INDEX, found.to_dict())
     log.info("%s: %d %s from %d frames", Path(work_dir).name, len(stored),
              "shots" if choice and choice["mode"] == "shots" else "pages", result.frames_decoded)
@@ -326,7 +329,7 @@ def compute_story(media: FetchedMedia, work_dir: Path, cfg: IngestConfig, found:
             image = np.asarray(picture.convert("RGB"))
         flags = list(aligned.flags) + list(key.flags) + (["no_text_source"] if transcript.origin == "none" else [])
         candidates.append(FrameCandidate(image, key.t_start, key.t_end, aligned.text, aligned.score, flags, key.boundary,
-                                         text_assignment=aligned.assignment))
+                                         text_assignment=aligned.assignment, t_frame=key.frame_time, pts=key.pts))
     cleaned = clean_frames(candidates, cfg.clean)
     if cfg.models.clip.enabled and cleaned.kept:
         from pipeline.models.clip import refine_with_clip
@@ -347,7 +350,7 @@ def compute_story(media: FetchedMedia, work_dir: Path, cfg: IngestConfig, found:
             text=frame.text, caption=frame.caption,
             scores={"align": None if frame.align_score is None else round(frame.align_score, 4),
                     "clip": None if frame.clip_score is None else round(frame.clip_score, 4)},
-            flags=sorted(set(frame.flags)), text_assignment=frame.text_assignment,
+            flags=sorted(set(frame.flags)), text_assignment=frame.text_assignment, t_frame=frame.t_frame, pts=frame.pts,
         ))
     story = Story(story_id=media.source_id, source=video_source_info(media, transcript, found), frames=frames,
                   pipeline={"version": __version__, "config_hash": cfg.hash()})
@@ -361,7 +364,10 @@ def video_source_info(media: FetchedMedia, transcript: Transcript, found: Keyfra
     source = SourceInfo(
         kind="video", url=info.get("url"), title=info.get("title"), creator=info.get("creator"),
         license=info.get("license"), language=info.get("language"), duration_s=info.get("duration_s") or found.duration_s,
-        extra={"source_id": media.source_id, "text_origin": transcript.origin, "has_audio": found.has_audio},
+        extra={"source_id": media.source_id, "text_origin": transcript.origin, "has_audio": found.has_audio,
+               # what a shareable manifest needs to find the very same file and frames again
+               "video_id": info.get("id"), "extractor": info.get("extractor"),
+               "source_sha256": info.get("sha256"), "time_base": found.time_base},
     )
     if transcript.origin.startswith("asr:"):  # the language Whisper heard (or was told)
         source.extra["asr_language"] = transcript.language

@@ -198,15 +198,17 @@ class PlannedStory:
     payload: int  # bytes the sample adds to a tar: headers plus padded contents
     load_media: Callable[[], dict[str, bytes]]
     origin: str  # where the story comes from, for messages (a work dir, an input shard)
+    story_json: bytes  # the story's JSON member, serialised once (it is what the payload counted)
 
 
 def plan_story(story: Story, media_sizes: dict[str, int], load_media: Callable[[], dict[str, bytes]],
                origin: str) -> PlannedStory:
     """A :class:`PlannedStory` from the story (final JSON) and the byte size of each media member."""
-    payload = _member_bytes(len(story.to_json().encode("utf-8")))
+    story_json = story.to_json().encode("utf-8")
+    payload = _member_bytes(len(story_json))
     for frame in story.frames:
         payload += sum(_member_bytes(media_sizes[suffix]) for suffix in frame.members)
-    return PlannedStory(story, payload, load_media, origin)
+    return PlannedStory(story, payload, load_media, origin, story_json)
 
 
 def _round_up(n: int, block: int) -> int:
@@ -310,7 +312,7 @@ def _write_shard(path: Path, url: str, split: str, group: list[PlannedStory]) ->
             with tarfile.open(fileobj=out, mode="w", format=TAR_FORMAT) as tar:  # type: ignore[call-overload]
                 for item in group:
                     key = item.story.story_id
-                    _add_member(tar, member_name(key, JSON_MEMBER), item.story.to_json().encode("utf-8"))
+                    _add_member(tar, member_name(key, JSON_MEMBER), item.story_json)
                     media = item.load_media()
                     for frame in item.story.frames:  # members in frame order, image before mask
                         for suffix in frame.members:

@@ -356,3 +356,20 @@ def test_words_are_counted_as_python_splits_them():
     for k in range(0, len(spaces) + 3):
         mask = row_mask(parse_condition(f"words >= {k}"), table)
         assert mask.tolist() == [len(t.split()) >= k for t in texts]
+
+
+def test_only_the_catalog_and_the_shards_of_kept_stories_are_read(synthetic_dataset, tmp_path):
+    import shutil
+
+    source = tmp_path / "in"
+    shutil.copytree(synthetic_dataset, source)
+    df = frame_table(source)
+    shards = sorted(df.shard.unique())
+    wanted, broken = shards[0], shards[-1]
+    (source / broken).write_bytes(b"\0garbage" * 100)  # unreadable: only a read of it can fail
+    keep = tuple(sorted(df[df.shard == wanted].story_id.unique()))
+    result = curate(source, tmp_path / "out", CurationSpec(keep_story_ids=keep).validate(), progress=False)
+    assert result.selection.story_ids == list(keep)
+    assert_same_as_query(source, tmp_path / "out", expected_frames(df, lambda d: d.story_id.isin(keep)))
+    with pytest.raises(DatasetError, match="cannot read shard"):
+        curate(source, tmp_path / "all", CurationSpec().validate(), progress=False)

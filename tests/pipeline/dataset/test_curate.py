@@ -373,3 +373,21 @@ def test_only_the_catalog_and_the_shards_of_kept_stories_are_read(synthetic_data
     assert_same_as_query(source, tmp_path / "out", expected_frames(df, lambda d: d.story_id.isin(keep)))
     with pytest.raises(DatasetError, match="cannot read shard"):
         curate(source, tmp_path / "all", CurationSpec().validate(), progress=False)
+
+
+def test_a_curated_dataset_can_be_curated_again_and_keeps_its_history(mixed_dataset, tmp_path):
+    first = curate(mixed_dataset, tmp_path / "a", CurationSpec(where=("words >= 9",)).validate(), progress=False)
+    second = curate(tmp_path / "a", tmp_path / "b", CurationSpec(where=("source_kind == video",)).validate(),
+                    progress=False)
+    df = frame_table(mixed_dataset)
+    expected = expected_frames(df, lambda d: (d.text.str.split().str.len() >= 9) & (d.source_kind == "video"))
+    assert {sid: len(v) for sid, v in second.selection.frames_by_story.items()} == \
+        {sid: len(v) for sid, v in expected.items()}
+    config_a = json.loads((tmp_path / "a" / "config.json").read_text())
+    config_b = json.loads((tmp_path / "b" / "config.json").read_text())
+    assert config_b["curation"]["previous"] == config_a["curation"]
+    assert config_b["curation"]["input"]["config_hash"] == first.config_hash != second.config_hash
+    for record in open_dataset(tmp_path / "b").iter_stories(with_media=False):
+        assert record.story.pipeline["curated_from"]["config_hash"] == first.config_hash
+        assert record.story.pipeline["curated_from"]["curated_from"]["config_hash"] == config_a["curation"]["input"][
+            "config_hash"]

@@ -117,7 +117,7 @@ def _curate(args: argparse.Namespace) -> int:
 
 
 def _add_curate(commands) -> None:
-    from pipeline.dataset.curate import FIELDS
+    from pipeline.dataset.conditions import FIELDS
 
     fields = "\n".join(f"  {name:<12} {spec.level:<6} {spec.help}" for name, spec in FIELDS.items())
     curate = commands.add_parser(

@@ -4,6 +4,8 @@ Builds a synthetic dataset (default 10,000 stories, tiny JPEGs, written by the r
 ``tests/dataset_helpers.py``), then measures, each in a fresh subprocess run the same way:
 
 - ``catalog``: ``open_dataset(IN).catalog()`` (the reference: what any decision has to read);
+- ``read-all``: every story of every shard through the dataset reader, media included (context:
+  the read a full copy cannot avoid);
 - ``curate-filtered``: a typical curation (licence allow-list, CLIP score, a flag, ``frames >= 2``);
 - ``curate-all``: a curation that keeps everything (the largest copy).
 
@@ -51,14 +53,14 @@ def _reset_peak() -> bool:
 
 def child(task: str, source: str, out: str) -> None:
     """One measurement, in this (fresh) process: prints JSON with seconds and KiB."""
+    import gc
+
+    import jinja2  # noqa: F401
     import pyarrow  # noqa: F401 - imported before the baseline: every task needs it
+    import tqdm  # noqa: F401
+
     from pipeline.dataset.curate import CurationSpec, curate
     from pipeline.dataset.reader import open_dataset
-
-    import tqdm  # noqa: F401
-    import jinja2  # noqa: F401
-
-    import gc
 
     gc.collect()
     _reset_peak()
@@ -66,6 +68,8 @@ def child(task: str, source: str, out: str) -> None:
     start = time.perf_counter()
     if task == "catalog":
         rows = open_dataset(source).catalog().num_rows
+    elif task == "read-all":
+        rows = sum(len(r.story.frames) for r in open_dataset(source).iter_stories())
     else:
         settings = FILTERED if task == "curate-filtered" else {}
         spec = CurationSpec(where=tuple(settings.get("where", ())),
@@ -110,7 +114,8 @@ def main() -> None:
             print(f"built {args.stories} stories in {time.perf_counter() - start:.1f} s")
         size = sum(p.stat().st_size for p in (source / "shards").glob("*.tar"))
         print(f"input: {source} ({size / 2**20:.1f} MiB of shards)")
-        results = [measure(task, source, scratch, args.repeat) for task in ("catalog", "curate-filtered", "curate-all")]
+        tasks = ("catalog", "read-all", "curate-filtered", "curate-all")
+        results = [measure(task, source, scratch, args.repeat) for task in tasks]
         reference = results[0]
         print(f"{'task':<16} {'frames':>8} {'seconds':>8} {'x time':>7} {'extra MiB':>10} {'x mem':>6} {'peak MiB':>9}")
         for r in results:

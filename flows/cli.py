@@ -143,8 +143,10 @@ def _add_curate(commands) -> None:
     curate.add_argument("--stories", action="append", default=[], metavar="FILE",
                         help="keep only the story ids in FILE (one per line, # comments)")
     curate.add_argument("--story-id", action="append", default=[], metavar="ID", help="keep this story (repeatable)")
-    curate.add_argument("--drop-stories", action="append", default=[], metavar="FILE", help="drop the story ids in FILE")
-    curate.add_argument("--drop-story-id", action="append", default=[], metavar="ID", help="drop this story (repeatable)")
+    curate.add_argument("--drop-stories", action="append", default=[], metavar="FILE",
+                        help="drop the story ids in FILE")
+    curate.add_argument("--drop-story-id", action="append", default=[], metavar="ID",
+                        help="drop this story (repeatable)")
     curate.add_argument("--min-frames", type=int, default=1, metavar="N",
                         help="drop a story left with fewer frames (default 1)")
     curate.add_argument("--test-fraction", type=float, metavar="F",

@@ -8,9 +8,10 @@ output contract: shards and manifests, ``catalog.parquet``, ``sources.parquet``,
 Conditions (``FIELD OP VALUE``, e.g. ``score_clip >= 0.25``) are parsed by
 :mod:`pipeline.dataset.conditions`. Fields are of three levels. Story fields (the source's, the
 same on every frame of a story) drop whole stories; frame fields drop frames; ``frames`` (the
-frames a story has left) is checked after the frame conditions. A story left with fewer than ``min_frames`` frames is dropped. A
-comparison on a null value is false, whatever the operator (``!=`` and ``not in`` included):
-only ``is null`` / ``is not null`` select nulls. Several conditions are ANDed.
+frames a story has left) is checked after the frame conditions. A story left with fewer than
+``min_frames`` frames is dropped. A comparison on a null value is false, whatever the operator
+(``!=`` and ``not in`` included): only ``is null`` / ``is not null`` select nulls. Several
+conditions are ANDed.
 
 The decision is made with ``pyarrow.compute`` on the catalog (vectorised over every frame); the
 copy streams one story at a time: a first pass reads only the kept stories' JSON members and
@@ -36,9 +37,20 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.dataset.conditions import COMPARISONS, Condition, CurationError, parse_condition
+from pipeline.dataset.conditions import (
+    COMPARISONS,
+    Condition,
+    CurationError,
+    parse_condition,
+)
 from pipeline.dataset.reader import Dataset, DatasetError, StoryRecord, open_dataset
-from pipeline.output.contract import STORY_ID_RE, Frame, Story, image_member, mask_member
+from pipeline.output.contract import (
+    STORY_ID_RE,
+    Frame,
+    Story,
+    image_member,
+    mask_member,
+)
 from pipeline.output.shards import assign_split, plan_story, write_planned_shards
 from pipeline.records import SourceResult
 from pipeline.storage import OutputLayout, dumps_json, write_if_changed
@@ -71,7 +83,7 @@ class CurationSpec:
     min_frames: int = 1  # a story left with fewer frames is dropped
     test_fraction: float | None = None  # re-split with assign_split; None keeps the input's splits
 
-    def validate(self) -> "CurationSpec":
+    def validate(self) -> CurationSpec:
         self.conditions()
         if isinstance(self.min_frames, bool) or not isinstance(self.min_frames, int) or self.min_frames < 1:
             raise CurationError(f"min_frames must be an integer >= 1, got {self.min_frames!r}")
@@ -357,7 +369,7 @@ def curate(in_dir: str | Path, out_dir: str | Path, spec: CurationSpec, progress
     _check_output(dataset.root, layout.root)
 
     conditions = spec.conditions()
-    catalog = dataset.catalog(columns=catalog_columns(conditions))
+    catalog = _read_catalog(dataset, catalog_columns(conditions))
     selection = select(catalog, spec)
     del catalog
     for unknown in selection.unknown_story_ids[:5]:
@@ -386,7 +398,7 @@ def curate(in_dir: str | Path, out_dir: str | Path, spec: CurationSpec, progress
     # first, as ingest does: a run killed after this is recognised as a curation output and redone
     write_if_changed(layout.config, dumps_json(resolved).encode("utf-8"))
 
-    new_split = {sid: (assign_split(sid, spec.test_fraction) if spec.test_fraction is not None else selection.split_of[sid])
+    new_split = {sid: selection.split_of[sid] if spec.test_fraction is None else assign_split(sid, spec.test_fraction)
                  for sid in selection.story_ids}
     feed = _MediaFeed(dataset, selection, new_split, progress)
     try:
@@ -402,6 +414,17 @@ def curate(in_dir: str | Path, out_dir: str | Path, spec: CurationSpec, progress
              selection.stories_in, selection.frames_out, selection.frames_in, dataset.root, layout.root)
     return CurationResult(out=layout.root, selection=selection, shards=len(summary.shards),
                           rewritten=len(summary.rewritten), config_hash=config_hash)
+
+
+def _read_catalog(dataset: Dataset, columns: list[str]) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(dataset.layout.catalog).names
+    missing = [c for c in columns if c not in names]
+    if missing:
+        raise DatasetError(f"{dataset.layout.catalog} has no column(s) {', '.join(missing)}: "
+                           "written by another storyloom version? (the conditions need them)")
+    return dataset.catalog(columns=columns)
 
 
 def curation_hash(input_config_hash: str, spec: CurationSpec) -> str:
@@ -437,14 +460,14 @@ def _shard_config(settings: dict[str, Any], spec: CurationSpec):
     try:
         cfg = ShardConfig(**given)
         cfg.validate()
-    except Exception as exc:  # noqa: BLE001 - a damaged config.json is the input's problem, said plainly
+    except Exception as exc:
         raise DatasetError(f"the input's config.json has unusable shard settings ({exc})") from exc
     if spec.test_fraction is not None:
         cfg = dataclasses.replace(cfg, test_fraction=spec.test_fraction)
     return cfg
 
 
-def _plan(dataset: Dataset, selection: Selection, new_split: dict[str, str], feed: "_MediaFeed",
+def _plan(dataset: Dataset, selection: Selection, new_split: dict[str, str], feed: _MediaFeed,
           config_hash: str, version: str, progress: bool | None) -> Iterator:
     """First pass: each kept story's JSON and member sizes (tar headers only), as a planned story."""
     from tqdm import tqdm

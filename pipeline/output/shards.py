@@ -131,7 +131,7 @@ def write_shards(
 
 
 def write_planned_shards(
-    planned: Iterable["PlannedStory"],
+    planned: Iterable[PlannedStory],
     layout: OutputLayout,
     cfg: ShardConfig,
     config_hash: str,

@@ -41,7 +41,8 @@ def test_curate_writes_the_selection_and_prints_a_summary(mixed_dataset, tmp_pat
 @pytest.mark.parametrize("args, message", [
     (["{missing}", "--out", "{out}"], "no such directory"),
     (["{tmp}", "--out", "{out}"], "is not a storyloom dataset: manifest.json, catalog.parquet missing"),
-    (["{data}", "--out", "{out}", "--where", "score_clip >= lots"], "bad condition 'score_clip >= lots': 'lots' is not a number"),
+    (["{data}", "--out", "{out}", "--where", "score_clip >= lots"],
+     "bad condition 'score_clip >= lots': 'lots' is not a number"),
     (["{data}", "--out", "{out}", "--where", "colour == red"], "unknown field 'colour'"),
     (["{data}", "--out", "{data}"], "is the input dataset or inside it"),
     (["{data}", "--out", "{out}", "--stories", "{missing}"], "cannot read the story id list"),

@@ -14,7 +14,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.dataset.conditions import parse_condition
-from pipeline.dataset.curate import CurationError, CurationSpec, curate, read_story_ids, row_mask
+from pipeline.dataset.curate import (
+    CurationError,
+    CurationSpec,
+    curate,
+    read_story_ids,
+    row_mask,
+)
 from pipeline.dataset.reader import DatasetError, open_dataset
 from pipeline.output.shards import assign_split
 from tests.dataset_helpers import write_synthetic_dataset
@@ -69,45 +75,45 @@ def assert_same_as_query(in_dir: Path, out_dir: Path, expected: dict[str, list[i
 
 
 MIXED_CASES = {
-    "language": (dict(where=("language in [de]",)), lambda d: d.language.isin(["de"]), None),
-    "language-ne": (dict(where=("language != de",)), lambda d: d.language.notna() & (d.language != "de"), None),
-    "licence-allow": (dict(license_allow=("CC-BY", "CC0", "public-domain")),
+    "language": ({"where": ("language in [de]",)}, lambda d: d.language.isin(["de"]), None),
+    "language-ne": ({"where": ("language != de",)}, lambda d: d.language.notna() & (d.language != "de"), None),
+    "licence-allow": ({"license_allow": ("CC-BY", "CC0", "public-domain")},
                       lambda d: d.license.isin(["CC-BY", "CC0", "public-domain"]), None),
-    "licence-deny": (dict(where=("license not in [CC-BY-NC, CC-BY-NC-SA]",)),
+    "licence-deny": ({"where": ("license not in [CC-BY-NC, CC-BY-NC-SA]",)},
                      lambda d: d.license.notna() & ~d.license.isin(["CC-BY-NC", "CC-BY-NC-SA"]), None),
-    "source-kind": (dict(where=("kind == video",)), lambda d: d.source_kind == "video", None),
-    "frame-count": (dict(where=("frames >= 5",)), None, lambda n: n >= 5),
-    "words": (dict(where=("words >= 10",)), lambda d: d.text.str.split().str.len() >= 10, None),
-    "text-chars": (dict(where=("text_chars < 45",)), lambda d: d.text.str.len() < 45, None),
-    "flags-has": (dict(where=("flags has no_speech",)), has_flag("no_speech"), None),
-    "flags-lacks": (dict(where=("flags lacks flattened",)), lambda d: ~has_flag("flattened")(d), None),
-    "align": (dict(where=("score_align >= 0.5",)), lambda d: d.score_align >= 0.5, None),
-    "align-null": (dict(where=("score_align is null",)), lambda d: d.score_align.isna(), None),
-    "clip-on-null": (dict(where=("score_clip >= 0.25",)), lambda d: d.score_clip >= 0.25, None),
-    "clip-ne-on-null": (dict(where=("score_clip != 0.25",)), lambda d: d.score_clip.notna(), None),
-    "clip-is-null": (dict(where=("score_clip is null",)), lambda d: d.score_clip.isna(), None),
-    "words-then-count": (dict(where=("words >= 9", "frames >= 4")), lambda d: d.text.str.split().str.len() >= 9,
+    "source-kind": ({"where": ("kind == video",)}, lambda d: d.source_kind == "video", None),
+    "frame-count": ({"where": ("frames >= 5",)}, None, lambda n: n >= 5),
+    "words": ({"where": ("words >= 10",)}, lambda d: d.text.str.split().str.len() >= 10, None),
+    "text-chars": ({"where": ("text_chars < 45",)}, lambda d: d.text.str.len() < 45, None),
+    "flags-has": ({"where": ("flags has no_speech",)}, has_flag("no_speech"), None),
+    "flags-lacks": ({"where": ("flags lacks flattened",)}, lambda d: ~has_flag("flattened")(d), None),
+    "align": ({"where": ("score_align >= 0.5",)}, lambda d: d.score_align >= 0.5, None),
+    "align-null": ({"where": ("score_align is null",)}, lambda d: d.score_align.isna(), None),
+    "clip-on-null": ({"where": ("score_clip >= 0.25",)}, lambda d: d.score_clip >= 0.25, None),
+    "clip-ne-on-null": ({"where": ("score_clip != 0.25",)}, lambda d: d.score_clip.notna(), None),
+    "clip-is-null": ({"where": ("score_clip is null",)}, lambda d: d.score_clip.isna(), None),
+    "words-then-count": ({"where": ("words >= 9", "frames >= 4")}, lambda d: d.text.str.split().str.len() >= 9,
                          lambda n: n >= 4),
-    "min-frames": (dict(min_frames=5), None, lambda n: n >= 5),
-    "nothing": (dict(), None, None),
+    "min-frames": ({"min_frames": 5}, None, lambda n: n >= 5),
+    "nothing": ({}, None, None),
 }
 
 SYNTHETIC_CASES = {
-    "clip": (dict(where=("score_clip >= 0.25",)), lambda d: d.score_clip >= 0.25, None),
-    "clip-below": (dict(where=("clip < 0.2",)), lambda d: d.score_clip < 0.2, None),
-    "clip-ne": (dict(where=("score_clip != 0.3",)), lambda d: d.score_clip.notna() & (d.score_clip != 0.3), None),
-    "clip-not-null": (dict(where=("score_clip is not null",)), lambda d: d.score_clip.notna(), None),
-    "align-and-clip": (dict(where=("score_align > 0.5", "score_clip <= 0.3")),
+    "clip": ({"where": ("score_clip >= 0.25",)}, lambda d: d.score_clip >= 0.25, None),
+    "clip-below": ({"where": ("clip < 0.2",)}, lambda d: d.score_clip < 0.2, None),
+    "clip-ne": ({"where": ("score_clip != 0.3",)}, lambda d: d.score_clip.notna() & (d.score_clip != 0.3), None),
+    "clip-not-null": ({"where": ("score_clip is not null",)}, lambda d: d.score_clip.notna(), None),
+    "align-and-clip": ({"where": ("score_align > 0.5", "score_clip <= 0.3")},
                        lambda d: (d.score_align > 0.5) & (d.score_clip <= 0.3), None),
-    "repeated": (dict(where=("flags lacks repeated_image",)), lambda d: ~has_flag("repeated_image")(d), None),
-    "no-speech": (dict(where=("flags has no_speech",)), has_flag("no_speech"), None),
-    "languages": (dict(where=("language in [en, fr]",)), lambda d: d.language.isin(["en", "fr"]), None),
-    "language-null": (dict(where=("language is null",)), lambda d: d.language.isna(), None),
-    "no-nc": (dict(license_allow=("CC-BY", "CC0", "public-domain", "CC-BY-SA")),
+    "repeated": ({"where": ("flags lacks repeated_image",)}, lambda d: ~has_flag("repeated_image")(d), None),
+    "no-speech": ({"where": ("flags has no_speech",)}, has_flag("no_speech"), None),
+    "languages": ({"where": ("language in [en, fr]",)}, lambda d: d.language.isin(["en", "fr"]), None),
+    "language-null": ({"where": ("language is null",)}, lambda d: d.language.isna(), None),
+    "no-nc": ({"license_allow": ("CC-BY", "CC0", "public-domain", "CC-BY-SA")},
               lambda d: d.license.isin(["CC-BY", "CC0", "public-domain", "CC-BY-SA"]), None),
-    "duration": (dict(where=("duration_s >= 4",)), lambda d: d.duration_s >= 4, None),
-    "page": (dict(where=("page in [1, 2]",)), lambda d: d.page.isin([1, 2]), None),
-    "words-count-min": (dict(where=("words > 2", "frames <= 3"), min_frames=2),
+    "duration": ({"where": ("duration_s >= 4",)}, lambda d: d.duration_s >= 4, None),
+    "page": ({"where": ("page in [1, 2]",)}, lambda d: d.page.isin([1, 2]), None),
+    "words-count-min": ({"where": ("words > 2", "frames <= 3"), "min_frames": 2},
                         lambda d: d.text.str.split().str.len() > 2, lambda n: 2 <= n <= 3),
 }
 
@@ -145,7 +151,8 @@ def test_story_id_lists_keep_and_drop(mixed_dataset, tmp_path):
     spec = CurationSpec(keep_story_ids=read_story_ids(listed) + (ids[2],), drop_story_ids=(ids[2],)).validate()
     result = curate(mixed_dataset, tmp_path / "out", spec, progress=False)
     df = frame_table(mixed_dataset)
-    assert_same_as_query(mixed_dataset, tmp_path / "out", expected_frames(df, lambda d: d.story_id.isin([ids[0], ids[3]])))
+    expected = expected_frames(df, lambda d: d.story_id.isin([ids[0], ids[3]]))
+    assert_same_as_query(mixed_dataset, tmp_path / "out", expected)
     assert result.selection.unknown_story_ids == ("not-in-the-input",)
     drops = {d.reason: d.stories for d in result.selection.drops}
     assert drops == {"not in the --stories list": 3, "in the --drop-stories list": 1,
@@ -182,7 +189,8 @@ def test_output_is_a_complete_dataset_with_the_input_images(request, tmp_path, d
         assert [f["index"] for f in story["frames"]] == list(range(len(frames)))
         media = sorted(k for k in after[story_id] if not k.startswith("__") and k != "json")
         want = sorted([f"{i:03d}.jpg" for i in range(len(frames))]
-                      + [f"{i:03d}.mask.png" for i, old in enumerate(frames) if original["frames"][old].get("has_mask")])
+                      + [f"{i:03d}.mask.png" for i, old in enumerate(frames)
+                         if original["frames"][old].get("has_mask")])
         assert media == want
         for new, old in enumerate(frames):
             assert after[story_id][f"{new:03d}.jpg"] == before[story_id][f"{old:03d}.jpg"]
@@ -288,7 +296,8 @@ def test_a_curation_that_keeps_nothing_is_still_a_dataset(mixed_dataset, tmp_pat
 
 
 def test_bad_settings_and_outputs_are_refused_before_anything_is_written(mixed_dataset, synthetic_dataset, tmp_path):
-    for spec, message in [(CurationSpec(min_frames=0), "min_frames"), (CurationSpec(test_fraction=1.0), "test_fraction"),
+    for spec, message in [(CurationSpec(min_frames=0), "min_frames"),
+                          (CurationSpec(test_fraction=1.0), "test_fraction"),
                           (CurationSpec(license_allow=()), "allow-list is empty"),
                           (CurationSpec(keep_story_ids=("Bad.Id",)), "not a story id")]:
         with pytest.raises(CurationError, match=message):
@@ -315,7 +324,7 @@ def test_words_are_counted_as_python_splits_them():
     texts = ["", "one", "  two  words ", "x".join(spaces), "a\u00a0b\u3000c\u2003d", "tab\tand\nnew\x1cline",
              "naïve café — ok"]
     table = pa.table({"text": texts})
-    for k in range(0, len(spaces) + 3):
+    for k in range(len(spaces) + 3):
         mask = row_mask(parse_condition(f"words >= {k}"), table)
         assert mask.tolist() == [len(t.split()) >= k for t in texts]
 
@@ -353,3 +362,16 @@ def test_a_curated_dataset_can_be_curated_again_and_keeps_its_history(mixed_data
         assert record.story.pipeline["curated_from"]["config_hash"] == first.config_hash
         assert record.story.pipeline["curated_from"]["curated_from"]["config_hash"] == config_a["curation"]["input"][
             "config_hash"]
+
+
+def test_a_catalog_without_a_needed_column_is_refused_clearly(synthetic_dataset, tmp_path):
+    import shutil
+
+    source = tmp_path / "in"
+    shutil.copytree(synthetic_dataset, source)
+    table = pq.read_table(source / "catalog.parquet")
+    pq.write_table(table.drop_columns(["score_clip"]), source / "catalog.parquet")
+    with pytest.raises(DatasetError, match="has no column.s. score_clip"):
+        curate(source, tmp_path / "out", CurationSpec(where=("clip >= 0.2",)).validate(), progress=False)
+    assert curate(source, tmp_path / "out", CurationSpec(where=("words > 2",)).validate(),
+                  progress=False).selection.stories_out > 0

@@ -109,7 +109,7 @@ def _curate(args: argparse.Namespace) -> int:
         spec = CurationSpec(where=tuple(args.where), license_allow=licenses, keep_story_ids=keep,
                             drop_story_ids=drop, min_frames=args.min_frames, test_fraction=args.test_fraction)
         result = curate(args.input, args.out, spec.validate())
-    except (CurationError, DatasetError) as exc:
+    except (CurationError, DatasetError, OSError) as exc:  # OSError: an --out that cannot be written
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
     print(result.summary_line())

@@ -45,11 +45,15 @@ def test_curate_writes_the_selection_and_prints_a_summary(mixed_dataset, tmp_pat
      "bad condition 'score_clip >= lots': 'lots' is not a number"),
     (["{data}", "--out", "{out}", "--where", "colour == red"], "unknown field 'colour'"),
     (["{data}", "--out", "{data}"], "is the input dataset or inside it"),
+    (["{data}", "--out", "{file}"], "is a file, not a directory"),
     (["{data}", "--out", "{out}", "--stories", "{missing}"], "cannot read the story id list"),
     (["{data}", "--out", "{out}", "--test-fraction", "1.5"], "test_fraction must be in [0, 1)"),
 ])
 def test_bad_input_or_arguments_exit_2_with_a_message(mixed_dataset, tmp_path, capsys, args, message):
-    names = {"missing": tmp_path / "missing", "tmp": tmp_path, "out": tmp_path / "out", "data": mixed_dataset}
+    names = {"missing": tmp_path / "missing", "tmp": tmp_path, "out": tmp_path / "out", "data": mixed_dataset,
+             "file": tmp_path / "file.txt"}
+    if "{file}" in args:
+        names["file"].write_text("not a directory")
     code = storyloom(["curate", *(a.format(**names) for a in args)])
     err = capsys.readouterr().err
     assert code == 2

@@ -5,6 +5,7 @@
     storyloom examples --out DIR                         write the bundled offline example sources
     storyloom preview OUT [--out DIR]                    a static HTML browser of a dataset
     storyloom export OUT --format F --out DIR            StorySalon folders, HF, Parquet, or a shareable manifest
+    storyloom curate IN --out OUT [--where EXPR ...]     a filtered copy of a dataset (IN untouched)
     storyloom train [--config FILE] [--dataset DIR]      train StoryGen on story shards (model/)
     storyloom generate --checkpoint RUN --prompt ...     generate a story frame after frame
     storyloom evaluate --checkpoint RUN --dataset DIR    CLIP-T, CLIP-I and FID on a test split
@@ -181,6 +182,63 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"page size must be a positive integer, got {text!r}")
     return value
+def _curate(args: argparse.Namespace) -> int:
+    from pipeline.dataset.curate import CurationError, CurationSpec, curate, read_story_ids
+    from pipeline.dataset.reader import DatasetError
+
+    try:
+        keep = None
+        if args.stories or args.story_id:
+            keep = tuple(args.story_id) + sum((read_story_ids(f) for f in args.stories), ())
+        drop = tuple(args.drop_story_id) + sum((read_story_ids(f) for f in args.drop_stories), ())
+        licenses = None if args.license_allow is None else tuple(
+            name.strip() for name in args.license_allow.split(",") if name.strip())
+        spec = CurationSpec(where=tuple(args.where), license_allow=licenses, keep_story_ids=keep,
+                            drop_story_ids=drop, min_frames=args.min_frames, test_fraction=args.test_fraction)
+        result = curate(args.input, args.out, spec.validate())
+    except (CurationError, DatasetError, OSError) as exc:  # OSError: an --out that cannot be written
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    print(result.summary_line())
+    return 0
+
+
+def _add_curate(commands) -> None:
+    from pipeline.dataset.conditions import FIELDS
+
+    fields = "\n".join(f"  {name:<12} {spec.level:<6} {spec.help}" for name, spec in FIELDS.items())
+    curate = commands.add_parser(
+        "curate", help="a new dataset from an existing one: keep/drop stories and frames (IN is not changed)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Copy the stories and frames of dataset IN that pass every condition into a new dataset OUT "
+                    "(shards, manifests, catalog, sources, card, config.json recording the curation).",
+        epilog="conditions (--where, several are ANDed): FIELD OP VALUE\n"
+               "  ops: == != < <= > >= (numbers), in [a, b] / not in [a, b], has / lacks (flags),\n"
+               "       is null / is not null; values bare or quoted: \"CC BY\"\n"
+               "  a comparison on a null value is false (!= and not in too): use `is null` for nulls\n"
+               "  story fields drop whole stories, frame fields drop frames (kept frames are renumbered\n"
+               "  0..n-1), `frames` counts the frames a story has left after the frame conditions\n"
+               f"fields (name, level, meaning):\n{fields}\n"
+               "examples:\n"
+               "  storyloom curate data --out data-en --where \"language in [en]\" --license-allow CC-BY,CC0\n"
+               "  storyloom curate data --out clean --where \"flags lacks repeated_image\" --where \"words >= 3\" "
+               "--where \"frames >= 3\"")
+    curate.add_argument("input", metavar="IN", help="a dataset directory (the --out of ingest or curate)")
+    curate.add_argument("--out", required=True, help="new or empty directory, or an earlier curate output to redo")
+    curate.add_argument("--where", action="append", default=[], metavar="EXPR", help="a condition (repeatable)")
+    curate.add_argument("--license-allow", metavar="LIST", help="comma-separated licences to keep, e.g. CC-BY,CC0")
+    curate.add_argument("--stories", action="append", default=[], metavar="FILE",
+                        help="keep only the story ids in FILE (one per line, # comments)")
+    curate.add_argument("--story-id", action="append", default=[], metavar="ID", help="keep this story (repeatable)")
+    curate.add_argument("--drop-stories", action="append", default=[], metavar="FILE",
+                        help="drop the story ids in FILE")
+    curate.add_argument("--drop-story-id", action="append", default=[], metavar="ID",
+                        help="drop this story (repeatable)")
+    curate.add_argument("--min-frames", type=int, default=1, metavar="N",
+                        help="drop a story left with fewer frames (default 1)")
+    curate.add_argument("--test-fraction", type=float, metavar="F",
+                        help="re-split: test share by a stable hash of the story id (default: keep splits)")
+    curate.set_defaults(func=_curate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -223,6 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     preview.add_argument("--page-size", type=_positive_int, default=100, metavar="N",
                          help="stories per index page (default: 100)")
     preview.set_defaults(func=_preview)
+    _add_curate(commands)
 
     from model.cli import add_commands  # argparse and the config dataclasses only: torch loads later
 

@@ -13,7 +13,7 @@ import json
 import logging
 import tarfile
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ class StoryRecord:
     story: Story
     media: dict[str, bytes]  # "000.jpg" -> bytes, "000.mask.png" -> bytes
     shard: str  # relative to the dataset root, e.g. "shards/train-000000.tar"
+    sizes: dict[str, int] = field(default_factory=dict)  # media member suffix -> bytes, even without media
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,7 @@ def _read_shard(path: Path, url: str, wanted: set[str] | None, with_media: bool)
     key: str | None = None
     story: Story | None = None
     media: dict[str, bytes] = {}
+    sizes: dict[str, int] = {}
     try:
         with tarfile.open(path, mode="r:") as tar:
             for info in tar:
@@ -144,15 +146,17 @@ def _read_shard(path: Path, url: str, wanted: set[str] | None, with_media: bool)
                 member_key, _, suffix = info.name.partition(".")
                 if member_key != key:
                     if story is not None:
-                        yield StoryRecord(story, media, url)
-                    key, story, media = member_key, None, {}
+                        yield StoryRecord(story, media, url, sizes)
+                    key, story, media, sizes = member_key, None, {}, {}
                 if wanted is not None and member_key not in wanted:
                     continue
                 if suffix == JSON_MEMBER:
                     story = Story.from_dict(json.loads(tar.extractfile(info).read().decode("utf-8")))
-                elif with_media:
+                    continue
+                sizes[suffix] = info.size  # from the header: planning a copy needs no media bytes
+                if with_media:
                     media[suffix] = tar.extractfile(info).read()
             if story is not None:
-                yield StoryRecord(story, media, url)
+                yield StoryRecord(story, media, url, sizes)
     except (tarfile.TarError, OSError, ValueError, KeyError) as exc:
         raise DatasetError(f"{path}: cannot read shard ({exc})") from exc

@@ -6,6 +6,10 @@ One sample per story (key = story id) with the members of :mod:`pipeline.output.
 within a split, and the split comes from a hash of the story id. A shard whose bytes would not
 change is left alone, so a rerun touches no file. Alongside the shards go ``manifest.json`` and
 ``manifest-{split}.json`` in the format ``wids.ShardListDataset`` reads.
+
+:func:`write_shards` takes finished work directories (ingest); :func:`write_planned_shards`
+takes :class:`PlannedStory` items whose media come from a loader called once, while their shard
+is written (``pipeline/dataset/curate.py`` streams them out of another dataset's shards).
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import os
 import re
 import tarfile
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import partial
 from io import BytesIO
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
@@ -126,6 +131,24 @@ def write_shards(
     """Write every finished story into split shards, then the manifests; remove stale shards."""
     cfg.validate()
     planned, duplicates = _plan_stories(stories_dirs, cfg, config_hash, version)
+    return write_planned_shards(planned, layout, cfg, config_hash, version, duplicates)
+
+
+def write_planned_shards(
+    planned: Iterable[PlannedStory],
+    layout: OutputLayout,
+    cfg: ShardConfig,
+    config_hash: str,
+    version: str,
+    duplicates: Iterable[str] = (),
+) -> ShardSummary:
+    """Write planned stories (split and pipeline already set) into split shards, then the manifests.
+
+    Stories go in shard order: split, then story id; each one's ``load_media`` is called once,
+    in that order, while its shard is written. Stale shards of an earlier run are removed last.
+    """
+    cfg.validate()
+    planned = sorted(planned, key=lambda p: p.story.story_id)
     layout.shards_dir.mkdir(parents=True, exist_ok=True)
 
     shards: list[ShardInfo] = []
@@ -168,10 +191,28 @@ def _read_story(source_dir: Path) -> Story:
 
 
 @dataclass(frozen=True)
-class _Planned:
-    story: Story  # split and pipeline filled in
-    source_dir: Path
+class PlannedStory:
+    """A story ready to be packed: split and pipeline filled in, its size in a tar, and its media.
+
+    ``load_media`` returns the members keyed by suffix (``frame.members`` of every frame); it is
+    called once, when the story's shard is written, so no more than one story's media is held.
+    """
+
+    story: Story
     payload: int  # bytes the sample adds to a tar: headers plus padded contents
+    load_media: Callable[[], dict[str, bytes]]
+    origin: str  # where the story comes from, for messages (a work dir, an input shard)
+    story_json: bytes  # the story's JSON member, serialised once (it is what the payload counted)
+
+
+def plan_story(story: Story, media_sizes: dict[str, int], load_media: Callable[[], dict[str, bytes]],
+               origin: str) -> PlannedStory:
+    """A :class:`PlannedStory` from the story (final JSON) and the byte size of each media member."""
+    story_json = story.to_json().encode("utf-8")
+    payload = _member_bytes(len(story_json))
+    for frame in story.frames:
+        payload += sum(_member_bytes(media_sizes[suffix]) for suffix in frame.members)
+    return PlannedStory(story, payload, load_media, origin, story_json)
 
 
 def _round_up(n: int, block: int) -> int:
@@ -187,29 +228,28 @@ def _archive_bytes(payload: int) -> int:
 
 
 def _plan_stories(stories_dirs: Iterable[Path], cfg: ShardConfig, config_hash: str,
-                  version: str) -> tuple[list[_Planned], list[str]]:
-    planned: dict[str, _Planned] = {}
+                  version: str) -> tuple[list[PlannedStory], list[str]]:
+    planned: dict[str, PlannedStory] = {}
     duplicates: list[str] = []
     for source_dir in sorted(Path(d) for d in stories_dirs):
         story = _read_story(source_dir)
         if story.story_id in planned:
             log.warning("story id %s from %s already comes from %s; skipping the second",
-                        story.story_id, source_dir, planned[story.story_id].source_dir)
+                        story.story_id, source_dir, planned[story.story_id].origin)
             duplicates.append(str(source_dir))
             continue
         story.split = assign_split(story.story_id, cfg.test_fraction)
         story.pipeline = {"version": version, "config_hash": config_hash}
-        payload = _member_bytes(len(story.to_json().encode("utf-8")))
-        for frame in story.frames:
-            payload += sum(_member_bytes(media_path(source_dir, suffix).stat().st_size) for suffix in frame.members)
-        planned[story.story_id] = _Planned(story, source_dir, payload)
+        sizes = {suffix: media_path(source_dir, suffix).stat().st_size
+                 for frame in story.frames for suffix in frame.members}
+        planned[story.story_id] = plan_story(story, sizes, partial(read_media, source_dir, story), str(source_dir))
     return [planned[k] for k in sorted(planned)], duplicates
 
 
-def _group_into_shards(items: list[_Planned], cfg: ShardConfig) -> list[list[_Planned]]:
+def _group_into_shards(items: list[PlannedStory], cfg: ShardConfig) -> list[list[PlannedStory]]:
     """Consecutive groups; a new one starts when the count or the tar size would go over."""
-    groups: list[list[_Planned]] = []
-    current: list[_Planned] = []
+    groups: list[list[PlannedStory]] = []
+    current: list[PlannedStory] = []
     payload = 0
     for item in items:
         too_many = len(current) + 1 > cfg.max_stories_per_shard
@@ -267,7 +307,7 @@ def _file_sha256(path: Path) -> str:
     return sha.hexdigest()
 
 
-def _write_shard(path: Path, url: str, split: str, group: list[_Planned]) -> tuple[ShardInfo, bool]:
+def _write_shard(path: Path, url: str, split: str, group: list[PlannedStory]) -> tuple[ShardInfo, bool]:
     """Stream the tar to a temp file; keep the old file when its bytes are the same."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -276,14 +316,16 @@ def _write_shard(path: Path, url: str, split: str, group: list[_Planned]) -> tup
             with tarfile.open(fileobj=out, mode="w", format=TAR_FORMAT) as tar:  # type: ignore[call-overload]
                 for item in group:
                     key = item.story.story_id
-                    _add_member(tar, member_name(key, JSON_MEMBER), item.story.to_json().encode("utf-8"))
-                    for suffix, data in read_media(item.source_dir, item.story).items():
-                        _add_member(tar, member_name(key, suffix), data)
+                    _add_member(tar, member_name(key, JSON_MEMBER), item.story_json)
+                    media = item.load_media()
+                    for frame in item.story.frames:  # members in frame order, image before mask
+                        for suffix in frame.members:
+                            _add_member(tar, member_name(key, suffix), media[suffix])
             raw.flush()
             os.fsync(raw.fileno())
         expected = _archive_bytes(sum(item.payload for item in group))
         if out.size != expected:
-            raise RuntimeError(f"{url}: wrote {out.size} bytes, planned {expected}; did a work dir change?")
+            raise RuntimeError(f"{url}: wrote {out.size} bytes, planned {expected}; did an input change while it was written?")
         sha = out.sha.hexdigest()
         unchanged = path.is_file() and path.stat().st_size == out.size and _file_sha256(path) == sha
         if unchanged:

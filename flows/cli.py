@@ -55,8 +55,6 @@ def _ingest(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:  # OSError: a local --out that cannot be created
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
-    if target is None:
-        return 2
 
     _prefect_defaults()
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -91,8 +89,8 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _output_target(args: argparse.Namespace):
-    """The ingest's :class:`pipeline.objectstore.OutputTarget` and storage options; (None, None)
-    after printing why when a remote --out cannot be reached (no bucket, access denied)."""
+    """The ingest's :class:`pipeline.objectstore.OutputTarget` and storage options; ValueError
+    when the --out cannot be used (a remote one: no bucket, no access), before any work."""
     from pipeline.objectstore import StorageError, parse_storage_options, resolve_output
 
     options = parse_storage_options(args.storage_option or [])
@@ -103,10 +101,9 @@ def _output_target(args: argparse.Namespace):
         target.local_root.mkdir(parents=True, exist_ok=True)
         return target, options
     try:
-        target.store(retries=2, backoff_s=0.5).listing()  # no bucket or no access: said now, before any work
+        target.store(retries=2, backoff_s=0.5).check()  # no bucket or no access: said now, before any work
     except StorageError as exc:
-        print(f"storyloom: --out {target.url} cannot be used: {exc}", file=sys.stderr)
-        return None, None
+        raise ValueError(f"--out {target.url} cannot be used: {exc}") from exc
     target.local_root.mkdir(parents=True, exist_ok=True)
     return target, options
 
@@ -139,6 +136,11 @@ def _rebuild(args: argparse.Namespace) -> int:
     if not args.from_manifest or args.sources:
         print("storyloom: give either a SOURCES file or --from-manifest FILE", file=sys.stderr)
         return 2
+    from pipeline.objectstore import is_store_url
+
+    if is_store_url(args.out) or args.work_dir or args.storage_option:
+        print("storyloom: --from-manifest writes to a local --out only (ingest takes object store URLs)", file=sys.stderr)
+        return 2
     try:
         cfg = manifest_config(read_manifest(args.from_manifest))  # a bad manifest or config: before any work
         find_ffmpeg(cfg.fetch.ffmpeg)
@@ -148,11 +150,6 @@ def _rebuild(args: argparse.Namespace) -> int:
     if args.config:
         print("storyloom: --config is ignored with --from-manifest (the manifest's config made the frames)",
               file=sys.stderr)
-    from pipeline.objectstore import is_store_url
-
-    if is_store_url(args.out) or args.work_dir or args.storage_option:
-        print("storyloom: --from-manifest writes to a local --out only (ingest takes object store URLs)", file=sys.stderr)
-        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _prefect_defaults()

@@ -59,6 +59,7 @@ _URL_RE = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
 _ATOMIC_UPLOAD = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory"})
 _METADATA_PROTOCOLS = frozenset({"s3", "s3a"})  # s3fs: put_file(Metadata=...), fs.metadata(path)
 _READ_ONLY = frozenset({"http", "https"})
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})  # the first path part is a bucket
 _MANIFEST_RE = re.compile(r"^manifest(-[a-z]+)?\.json$")
 _OWNED_STALE = (re.compile(r"^shards/(train|test)-\d{6}\.tar$"), re.compile(r"^card/[a-z_]+\.png$"))
 _TEMP_RE = re.compile(r"(^|/)\.[^/]+\.[0-9a-f]{32}\.tmp$")
@@ -200,6 +201,13 @@ class ObjectStore:
                          catch=Exception, classify=_classify, logger=log)
         except StageError as err:
             raise StorageError(f"{what} {self.url}/{rel}: {err}") from err
+
+    def check(self) -> None:
+        """Raise :class:`StorageError` now when the folder cannot be used: no such bucket, no access."""
+        if self.protocols & _BUCKET_PROTOCOLS:
+            bucket = self.root.split("/", 1)[0]
+            self._call("open bucket", "", lambda: self.fs.info(bucket))
+        self.listing()
 
     def listing(self) -> dict[str, int]:
         """Relative name -> size of every object under the folder (nothing when it does not exist)."""

@@ -175,3 +175,19 @@ def test_the_trainer_loads_batches_from_the_dataset_in_the_store(runs):
             assert torch.equal(remote[key], value), key
         else:
             assert remote[key] == value, key
+
+
+def test_an_out_that_cannot_be_used_exits_2_before_any_work(sources, s3_server, tmp_path, capsys):
+    sources_file, config = sources
+    cases = [
+        (["--out", "s3://no-such-bucket/ds", "--work-dir", str(tmp_path / "w")], "cannot be used"),
+        (["--out", "https://example.org/ds"], "cannot be written"),
+        (["--out", str(tmp_path / "ds"), "--work-dir", str(tmp_path / "w")], "--work-dir is for a remote --out"),
+        (["--out", "s3://out/x/ds", "--work-dir", str(tmp_path / "w"), "--storage-option", "novalue"], "KEY=VALUE"),
+    ]
+    for args, message in cases:
+        assert storyloom(["ingest", str(sources_file), *args, "--config", str(config)]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "ds").exists()
+    assert storyloom(["ingest", "--from-manifest", str(tmp_path / "m.jsonl"), "--out", "s3://out/m"]) == 2
+    assert "local --out only" in capsys.readouterr().err

@@ -271,6 +271,40 @@ class ObjectStore:
         self._call("delete", rel, rm)
 
 
+def default_read_cache(url: str) -> Path:
+    """Where :func:`mirror_dataset` keeps a local copy of a dataset in a store: one folder per URL."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "storyloom" / "datasets" / hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:16]
+
+
+def mirror_dataset(url: str, local_root: Path | None = None, storage_options: dict[str, Any] | None = None, *,
+                   retries: int = 3, backoff_s: float = 1.0) -> Path:
+    """A local copy of the dataset at ``url`` for the dataset tools (``open_dataset``), kept in
+    ``local_root`` (default :func:`default_read_cache`): objects whose size and recorded sha256
+    match the local file are not downloaded again, files the store no longer has are removed.
+    ``work/`` is never copied. Raises :class:`StorageError` when the store cannot be read."""
+    store = ObjectStore(url, storage_options, retries=retries, backoff_s=backoff_s)
+    root = Path(local_root) if local_root is not None else default_read_cache(store.url)
+    listing = {rel: size for rel, size in store.listing().items()
+               if not rel.startswith("work/") and not any(part.startswith(".") for part in rel.split("/"))}
+    if not listing:
+        raise StorageError(f"{store.url}: no objects there")
+    for rel, size in sorted(listing.items()):
+        local = root / rel
+        if local.is_file() and local.stat().st_size == size:
+            recorded = store.stored_sha256(rel)
+            if recorded is not None and recorded == file_sha256(local):
+                continue
+        try:
+            fetch_object(store.url + "/" + rel, local, retries=retries, backoff_s=backoff_s)
+        except StageError as err:
+            raise StorageError(f"download {store.url}/{rel}: {err}") from err
+    for rel in dataset_files(root) if root.is_dir() else []:
+        if rel not in listing and any(p.match(rel) for p in _OWNED_STALE):  # a shard or plot gone from the store
+            (root / rel).unlink()
+    return root
+
+
 def dataset_files(root: Path) -> list[str]:
     """The files of a local output directory that make the dataset (not ``work/``, not temp files),
     relative, in publishing order: everything else first, the manifests last, ``manifest.json`` last of all."""

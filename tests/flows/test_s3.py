@@ -191,3 +191,25 @@ def test_an_out_that_cannot_be_used_exits_2_before_any_work(sources, s3_server, 
     assert not (tmp_path / "w").exists() and not (tmp_path / "ds").exists()
     assert storyloom(["ingest", "--from-manifest", str(tmp_path / "m.jsonl"), "--out", "s3://out/m"]) == 2
     assert "local --out only" in capsys.readouterr().err
+
+
+def test_the_dataset_tools_read_a_dataset_in_the_store_through_a_local_copy(runs, s3_server, tmp_path, monkeypatch):
+    from pipeline.dataset.reader import DatasetError, open_dataset
+
+    local, _ = runs
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    remote = open_dataset("s3://out/a/ds")
+    here = open_dataset(local)
+    assert remote.root.is_relative_to(tmp_path / "cache")
+    assert remote.catalog().equals(here.catalog()) and remote.manifest() == here.manifest()
+    assert [(r.story.to_json(), r.media) for r in remote.iter_stories()] == [
+        (r.story.to_json(), r.media) for r in here.iter_stories()]
+    s3_server.clear()
+    assert open_dataset("s3://out/a/ds").root == remote.root  # the copy is current: nothing downloaded again
+    assert not [r for r in s3_server.requests("GET") if "list-type" not in r[1]]
+    assert storyloom(["export", "s3://out/a/ds", "--format", "parquet", "--out", str(tmp_path / "export")]) == 0
+    assert storyloom(["export", str(local), "--format", "parquet", "--out", str(tmp_path / "export-local")]) == 0
+    assert {p.name: p.read_bytes() for p in (tmp_path / "export").iterdir()} == {
+        p.name: p.read_bytes() for p in (tmp_path / "export-local").iterdir()}
+    with pytest.raises(DatasetError, match="cannot read the dataset from the store"):
+        open_dataset("s3://no-such-bucket/ds")

@@ -64,10 +64,11 @@ def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: I
     summary = write_shards(ok_dirs, layout, cfg.shards, cfg.hash(), __version__)
     write_catalog(summary, layout.catalog)
     write_sources_table(results, layout.sources_table)
-    name = target.name if target is not None else None  # a remote dataset's card: titled after its URL
+    remote = target is not None and target.remote
+    name = target.name if remote else None  # a remote dataset's card: titled after its URL, not the work dir
     write_card(summary, results, cfg.output_settings(), layout, name=name)  # models only when one is used
     written = {"stories": summary.stories, "frames": summary.frames, "shards": len(summary.shards)}
-    if target is not None and target.remote:
+    if remote:
         # the network retry settings also cover the store: an outage outlasting them fails the run; rerun it
         report = publish(layout, target.store(retries=cfg.fetch.retries, backoff_s=cfg.fetch.backoff_s))
         written["published"] = {"uploaded": len(report.uploaded), "unchanged": len(report.unchanged),

@@ -213,3 +213,15 @@ def test_the_dataset_tools_read_a_dataset_in_the_store_through_a_local_copy(runs
         p.name: p.read_bytes() for p in (tmp_path / "export-local").iterdir()}
     with pytest.raises(DatasetError, match="cannot read the dataset from the store"):
         open_dataset("s3://no-such-bucket/ds")
+
+
+@pytest.mark.usefixtures("torch_one_thread")
+def test_storyloom_train_runs_on_a_dataset_in_the_store(runs, tiny_sd, tmp_path):
+    pytest.importorskip("diffusers")
+    run = tmp_path / "run"
+    values = {"model.pretrained": str(tiny_sd), "data.resolution": 16, "data.num_workers": 0, "train.batch_size": 2,
+              "train.max_steps": 1, "train.log_every": 1, "train.sample_every": 0, "train.checkpoint_every": 1}
+    sets = [arg for key, value in values.items() for arg in ("--set", f"{key}={value}")]
+    assert storyloom(["train", "--dataset", "s3://out/a/ds", "--out", str(run), "--stage", "1", *sets]) == 0
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1] and rows[0]["loss"] == rows[0]["loss"] > 0  # a finite loss

@@ -2,7 +2,8 @@
 file in place, and describe the result as a :class:`FetchedBook` saved as ``book-fetch.json``.
 
 A book in an object store (``s3://bucket/books/fox.epub``, any fsspec URL but HTTP) is
-downloaded through fsspec (:func:`pipeline.objectstore.fetch_object`). Downloads use the standard library over HTTP(S), with the video fetch's policy: transient
+downloaded through fsspec (:func:`pipeline.objectstore.fetch_object`), with the same retries and
+size cap. Other downloads use the standard library over HTTP(S), with the video fetch's policy: transient
 failures (timeouts, refused or reset connections, HTTP 408/429/5xx) are retried with exponential
 backoff (``fetch.retries``, ``fetch.backoff_s``); permanent ones (404, 410, 401/403/451) fail at
 once. A body larger than ``ebook.max_download_mb`` is refused while streaming, before it fills the
@@ -82,7 +83,8 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
     book_dir.mkdir(parents=True, exist_ok=True)
     partial_path = book_dir / "download.part"
     from_store = is_store_source(url)
-    content_type = _download_from_store(url, partial_path, fetch_cfg, cfg) if from_store else download(url, partial_path, fetch_cfg, cfg)
+    fetch = _download_from_store if from_store else download
+    content_type = fetch(url, partial_path, fetch_cfg, cfg)
     with partial_path.open("rb") as handle:
         kind = sniff_format(handle.read(4096), urlparse(url).path)
     if kind is None and "html" in content_type:

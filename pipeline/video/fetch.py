@@ -26,9 +26,11 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pipeline.config import FetchConfig
-from pipeline.objectstore import is_store_source
+from pipeline.errors import StageError
+from pipeline.objectstore import fetch_object, is_store_source, store_siblings, url_scheme
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.sources import SourceDefaults, SourceItem, check_policy, normalize_license
 from pipeline.storage import atomic_write_json, file_sha256, read_json
@@ -37,8 +39,9 @@ from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat
 log = logging.getLogger(__name__)
 SUBTITLE_FORMATS = ("vtt", "srt")
 FETCH_RECORD = "fetch.json"  # written last: the fetch is complete
+STORE_DIR = "store"  # a video from an object store, and its sidecar subtitles, downloaded here
 _NOT_VIDEO = {"json", "vtt", "srt", "part", "ytdl", "tmp", "temp", "jpg", "webp", "png", "description"}
-__all__ = ["FETCH_RECORD", "FetchError", "SUBTITLE_FORMATS", "apply_overrides", "classify", "extract_flat",
+__all__ = ["FETCH_RECORD", "FetchError", "STORE_DIR", "SUBTITLE_FORMATS", "apply_overrides", "classify", "extract_flat",
            "fetch_from_store", "fetch_local", "fetch_video", "probe", "read_fetched"]
 
 
@@ -266,15 +269,10 @@ def fetch_from_store(item: SourceItem, dest_dir: Path, cfg: FetchConfig,
     """A video in an object store (``s3://bucket/videos/tale.mp4``, any fsspec URL but HTTP):
     downloaded through fsspec into ``dest_dir/store/`` with its sidecar subtitles
     (``tale.LANG.vtt|srt``, ``tale.vtt|srt`` next to it), then described as a local file is."""
-    from urllib.parse import urlparse
-
-    from pipeline.objectstore import fetch_object, store_siblings, url_scheme
-    from pipeline.errors import StageError
-
     url = item.url or ""
     name = Path(urlparse(url).path).name or "video.mp4"
     stem = Path(name).stem
-    store_dir = Path(dest_dir) / "store"
+    store_dir = Path(dest_dir) / STORE_DIR
     try:
         fetch_object(url, store_dir / name, retries=cfg.retries, backoff_s=cfg.backoff_s,
                      max_bytes=int(cfg.max_filesize_mb * 1_000_000))

@@ -143,7 +143,8 @@ def test_the_shards_read_back_through_webdataset_over_fsspec(runs):
     local, _ = runs
     # webdataset 1.0.2 has no s3 handler of its own: fsspec is plugged into its dispatch table
     # (the module, not the function webdataset exports under the same name)
-    importlib.import_module("webdataset.gopen").gopen_schemes["s3"] = lambda url, mode="rb", bufsize=8192, **kw: fsspec.open(url, mode).open()
+    schemes = importlib.import_module("webdataset.gopen").gopen_schemes
+    schemes["s3"] = lambda url, mode="rb", bufsize=8192, **kw: fsspec.open(url, mode).open()
     manifest = json.loads((local / "manifest.json").read_text())
     urls = [f"s3://out/a/ds/{shard['url']}" for shard in manifest["shardlist"]]
     samples = list(wds.WebDataset(urls, shardshuffle=False, empty_check=False))

@@ -120,7 +120,7 @@ def resolve_output(out: str, work_dir: str | Path | None = None,
     if not is_store_url(out):
         if work_dir is not None:
             raise ValueError("--work-dir is for a remote --out (an object store URL); a local --out keeps work/ inside it")
-        root = local_path(out).absolute()
+        root = local_path(out).resolve()  # as the command line always resolved a local --out
         return OutputTarget(str(root), root, root.name, False)
     scheme = url_scheme(out) or ""
     if scheme in _READ_ONLY:
@@ -381,9 +381,13 @@ def store_identity(url: str) -> list[Any] | None:
     fetch stage's key; None when the store cannot say now (the fetch stage reports why)."""
     import fsspec
 
-    try:
+    def head() -> dict[str, Any]:
         fs, path = fsspec.core.url_to_fs(url)
-        info = fs.info(path)
+        return fs.info(path)
+
+    try:  # a store's hiccup here would change the key and redo a finished source: retried briefly
+        info = retry(head, retries=2, backoff_s=0.5, what="look up", url=url, catch=Exception, classify=_classify,
+                     logger=log)
     except Exception:  # noqa: BLE001 - an identity never fails; the fetch does, with a reason
         return None
     version = info.get("ETag") or info.get("etag") or info.get("md5Hash") or info.get("LastModified") or info.get("mtime")

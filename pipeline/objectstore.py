@@ -62,6 +62,7 @@ _READ_ONLY = frozenset({"http", "https"})
 _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})  # the first path part is a bucket
 _MANIFEST_RE = re.compile(r"^manifest(-[a-z]+)?\.json$")
 _OWNED_STALE = (re.compile(r"^shards/(train|test)-\d{6}\.tar$"), re.compile(r"^card/[a-z_]+\.png$"))
+_TOP_FILES = frozenset({"catalog.parquet", "sources.parquet", "card.md", "config.json"})
 _TEMP_RE = re.compile(r"(^|/)\.[^/]+\.[0-9a-f]{32}\.tmp$")
 _CHUNK = 1 << 20
 
@@ -281,12 +282,11 @@ def mirror_dataset(url: str, local_root: Path | None = None, storage_options: di
                    retries: int = 3, backoff_s: float = 1.0) -> Path:
     """A local copy of the dataset at ``url`` for the dataset tools (``open_dataset``), kept in
     ``local_root`` (default :func:`default_read_cache`): objects whose size and recorded sha256
-    match the local file are not downloaded again, files the store no longer has are removed.
-    ``work/`` is never copied. Raises :class:`StorageError` when the store cannot be read."""
+    match the local file are not downloaded again, shards and plots the store no longer has are
+    removed. Only the dataset's files are copied (:func:`is_dataset_file`), never ``work/``. Raises :class:`StorageError` when the store cannot be read."""
     store = ObjectStore(url, storage_options, retries=retries, backoff_s=backoff_s)
     root = Path(local_root) if local_root is not None else default_read_cache(store.url)
-    listing = {rel: size for rel, size in store.listing().items()
-               if not rel.startswith("work/") and not any(part.startswith(".") for part in rel.split("/"))}
+    listing = {rel: size for rel, size in store.listing().items() if is_dataset_file(rel)}
     if not listing:
         raise StorageError(f"{store.url}: no objects there")
     for rel, size in sorted(listing.items()):
@@ -305,13 +305,18 @@ def mirror_dataset(url: str, local_root: Path | None = None, storage_options: di
     return root
 
 
+def is_dataset_file(rel: str) -> bool:
+    """Whether a relative name is one of the dataset's files (the contract's output table, not ``work/``)."""
+    return rel in _TOP_FILES or bool(_MANIFEST_RE.match(rel)) or any(p.match(rel) for p in _OWNED_STALE)
+
+
 def dataset_files(root: Path) -> list[str]:
-    """The files of a local output directory that make the dataset (not ``work/``, not temp files),
-    relative, in publishing order: everything else first, the manifests last, ``manifest.json`` last of all."""
+    """The files of a local output directory that make the dataset (the contract's table: shards,
+    manifests, catalog, sources table, card and plots, config; not ``work/``, temp files or anything
+    else put there), relative, in publishing order: the manifests last, ``manifest.json`` last of all."""
     root = Path(root)
-    names = [p.relative_to(root).as_posix() for p in root.rglob("*")
-             if p.is_file() and not p.relative_to(root).parts[0] == "work"
-             and not any(part.startswith(".") for part in p.relative_to(root).parts)]
+    names = [p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()]
+    names = [n for n in names if is_dataset_file(n)]
 
     def order(name: str) -> tuple[int, str]:
         if name == "manifest.json":

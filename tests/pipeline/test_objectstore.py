@@ -32,6 +32,7 @@ def make_dataset(root: Path, shards: dict[str, bytes]) -> OutputLayout:
         "card/languages.png": b"\x89PNG languages", "config.json": b"{}\n",
         "work/src-1/DONE.json": b"{}", "work/src-1/frames/000.jpg": b"jpeg",  # never published
         "shards/.train-000000.tar.abc.tmp": b"half",  # a temp file: never published
+        "preview/index.html": b"<html>", "notes.txt": b"mine",  # not the dataset's: never published
     }
     files.update({f"shards/{name}": data for name, data in shards.items()})
     for rel, data in files.items():

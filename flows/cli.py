@@ -1,6 +1,6 @@
 """The ``storyloom`` command line.
 
-    storyloom ingest SOURCES --out DIR [--config FILE]   build a story dataset (Prefect flow)
+    storyloom ingest SOURCES --out DIR|URL [--config FILE]  build a story dataset (Prefect flow; URL: s3://...)
     storyloom ingest --from-manifest FILE --out DIR      rebuild a dataset from a shareable manifest
     storyloom examples --out DIR                         write the bundled offline example sources
     storyloom preview OUT [--out DIR]                    a static HTML browser of a dataset
@@ -50,8 +50,11 @@ def _ingest(args: argparse.Namespace) -> int:
     except (ConfigError, SourcesError, FFmpegNotFoundError, ModelLoadError) as exc:
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        target, options = _output_target(args)
+    except (ValueError, OSError) as exc:  # OSError: a local --out that cannot be created
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
 
     _prefect_defaults()
     from prefect.task_runners import ThreadPoolTaskRunner
@@ -62,16 +65,47 @@ def _ingest(args: argparse.Namespace) -> int:
     # downloads and the decoders to run at the same time
     workers = cfg.run.download_workers + cfg.run.decode_workers + 1
     flow = ingest.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-    summary = flow(str(Path(args.sources).resolve()), str(out.resolve()), args.config and str(Path(args.config).resolve()))
+    from pipeline.objectstore import StorageError
+
+    try:
+        summary = flow(str(Path(args.sources).resolve()), target.url, args.config and str(Path(args.config).resolve()),
+                       **({"work_dir": str(target.local_root), "storage_options": options} if target.remote else {}))
+    except StorageError as exc:  # the store kept failing: everything is in the work dir, a rerun finishes
+        print(f"storyloom: writing to {target.url} failed: {exc}; rerun the same command to finish", file=sys.stderr)
+        return 1
     for line in book_lines(summary["results"]):
         print(line)
     counts = summary["sources"]
+    out = target.url
+    published = summary.get("published")
+    where = (f"; published: {published['uploaded']} uploaded, {published['unchanged']} unchanged, "
+             f"{published['removed']} removed (built in {target.local_root})" if published else "")
     print(
         f"storyloom: {summary['stories']} stories, {summary['frames']} frames in {summary['shards']} shard(s) "
         f"under {out}; sources ok {counts['ok']}, skipped {counts['skipped']}, failed {counts['failed']} "
-        f"(details: {out / 'sources.parquet'}, {out / 'card.md'})"
+        f"(details: {out}/sources.parquet, {out}/card.md){where}"
     )
     return 0
+
+
+def _output_target(args: argparse.Namespace):
+    """The ingest's :class:`pipeline.objectstore.OutputTarget` and storage options; ValueError
+    when the --out cannot be used (a remote one: no bucket, no access), before any work."""
+    from pipeline.objectstore import StorageError, parse_storage_options, resolve_output
+
+    options = parse_storage_options(args.storage_option or [])
+    target = resolve_output(args.out, args.work_dir, options)
+    if not target.remote:
+        if options:
+            raise ValueError("--storage-option is for a remote --out (an object store URL)")
+        target.local_root.mkdir(parents=True, exist_ok=True)
+        return target, options
+    try:
+        target.store(retries=2, backoff_s=0.5).check()  # no bucket or no access: said now, before any work
+    except StorageError as exc:
+        raise ValueError(f"--out {target.url} cannot be used: {exc}") from exc
+    target.local_root.mkdir(parents=True, exist_ok=True)
+    return target, options
 
 
 def book_lines(results: list[dict]) -> list[str]:
@@ -101,6 +135,11 @@ def _rebuild(args: argparse.Namespace) -> int:
 
     if not args.from_manifest or args.sources:
         print("storyloom: give either a SOURCES file or --from-manifest FILE", file=sys.stderr)
+        return 2
+    from pipeline.objectstore import is_store_url
+
+    if is_store_url(args.out) or args.work_dir or args.storage_option:
+        print("storyloom: --from-manifest writes to a local --out only (ingest takes object store URLs)", file=sys.stderr)
         return 2
     try:
         cfg = manifest_config(read_manifest(args.from_manifest))  # a bad manifest or config: before any work
@@ -248,7 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="build a story dataset from a sources file")
     ingest.add_argument("sources", nargs="?", help="sources YAML file")
-    ingest.add_argument("--out", required=True, help="output directory (rerun on it to resume)")
+    ingest.add_argument("--out", required=True,
+                        help="output directory or object store URL such as s3://bucket/ds (rerun on it to resume)")
+    ingest.add_argument("--work-dir", metavar="DIR",
+                        help="with a remote --out: the local directory it is built in, work/ included "
+                             "(default ~/.cache/storyloom/out/<hash of the URL>)")
+    ingest.add_argument("--storage-option", action="append", metavar="KEY=VALUE",
+                        help="with a remote --out: a filesystem option, e.g. endpoint_url=http://127.0.0.1:9000 "
+                             "(repeatable; credentials belong in the environment, e.g. AWS_ACCESS_KEY_ID)")
     ingest.add_argument("--config", help="config YAML file (defaults for everything not given)")
     ingest.add_argument("--from-manifest", metavar="FILE",
                         help="rebuild the dataset a shareable manifest describes (instead of SOURCES)")

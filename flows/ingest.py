@@ -20,7 +20,6 @@ a rerun on another machine, or with the Prefect database wiped, resumes just the
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -32,6 +31,7 @@ from flows.video import submit_video
 from pipeline import __version__
 from pipeline.config import IngestConfig
 from pipeline.errors import StageError
+from pipeline.objectstore import OutputTarget, resolve_output
 from pipeline.records import SourceResult
 from pipeline.sources import SourceDefaults, SourceEntry, SourceItem
 from pipeline.storage import OutputLayout, dumps_json, write_if_changed
@@ -52,7 +52,10 @@ def expand_task(entry: SourceEntry, defaults: SourceDefaults, cfg: IngestConfig)
 
 
 @task(name="write-dataset", cache_policy=NO_CACHE)
-def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: IngestConfig) -> dict:
+def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: IngestConfig,
+                       target: OutputTarget | None = None) -> dict:
+    """The dataset files in ``layout.root``; for a remote ``--out``, then published to the store."""
+    from pipeline.objectstore import publish
     from pipeline.output.card import write_card
     from pipeline.output.catalog import write_catalog, write_sources_table
     from pipeline.output.shards import write_shards
@@ -61,20 +64,31 @@ def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: I
     summary = write_shards(ok_dirs, layout, cfg.shards, cfg.hash(), __version__)
     write_catalog(summary, layout.catalog)
     write_sources_table(results, layout.sources_table)
-    write_card(summary, results, cfg.output_settings(), layout)  # models only when one is used
-    return {"stories": summary.stories, "frames": summary.frames, "shards": len(summary.shards)}
+    remote = target is not None and target.remote
+    name = target.name if remote else None  # a remote dataset's card: titled after its URL, not the work dir
+    write_card(summary, results, cfg.output_settings(), layout, name=name)  # models only when one is used
+    written = {"stories": summary.stories, "frames": summary.frames, "shards": len(summary.shards)}
+    if remote:
+        # the network retry settings also cover the store: an outage outlasting them fails the run; rerun it
+        report = publish(layout, target.store(retries=cfg.fetch.retries, backoff_s=cfg.fetch.backoff_s))
+        written["published"] = {"uploaded": len(report.uploaded), "unchanged": len(report.unchanged),
+                                "removed": len(report.removed)}
+    return written
 
 
 @flow(name="ingest", log_prints=False)
-def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> dict:
-    """Build a story dataset in ``out_dir`` from the sources listed in ``sources_file``."""
+def ingest(sources_file: str, out_dir: str, config_file: str | None = None, work_dir: str | None = None,
+           storage_options: dict | None = None) -> dict:
+    """Build a story dataset in ``out_dir`` (a directory or an object store URL: then built in
+    ``work_dir`` and published, :mod:`pipeline.objectstore`) from the sources in ``sources_file``."""
     from pipeline.models.loading import load_enabled_models
     from pipeline.sources import load_sources
 
     logger = get_run_logger()
     cfg = IngestConfig.load(config_file)
     sources = load_sources(sources_file)
-    layout = OutputLayout(Path(out_dir))
+    target = resolve_output(out_dir, work_dir, storage_options)
+    layout = OutputLayout(target.local_root)
     layout.work_dir.mkdir(parents=True, exist_ok=True)
     resolved = {"config": cfg.to_dict(), "config_hash": cfg.hash(), "version": __version__}
     write_if_changed(layout.config, dumps_json(resolved).encode("utf-8"))
@@ -82,13 +96,13 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
     load_enabled_models(cfg.models)  # a model that cannot be loaded fails the run here, before any source
     with RunResources.open(cfg) as resources:
         results = _run_sources(sources, layout, cfg, resources, logger)
-    summary = write_dataset_task(layout, results, cfg)
+    summary = write_dataset_task(layout, results, cfg, target)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     logger.info(
         "ingest done: %d stories, %d frames, %d shards; sources ok %d, skipped %d, failed %d",
         summary["stories"], summary["frames"], summary["shards"], counts["ok"], counts["skipped"], counts["failed"],
     )
-    return {**summary, "sources": counts, "out": str(layout.root), "results": [r.to_dict() for r in results]}
+    return {**summary, "sources": counts, "out": target.url, "results": [r.to_dict() for r in results]}
 
 
 def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: RunResources,

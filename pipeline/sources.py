@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from pipeline.objectstore import is_store_source, local_path, store_identity, url_scheme
 from pipeline.output.contract import make_story_id
 from pipeline.video.ytdlp import FetchError, extract_flat
 
@@ -108,6 +109,8 @@ class SourceItem:
         """What the item is, for the keys of the stages that read it: the address, and for a local
         file its size and modification time (an edited file is a new input)."""
         data: dict[str, Any] = {"kind": self.kind, "url": self.url, "path": self.path, "playlist_index": self.playlist_index}
+        if is_store_source(self.url):  # an object in a store: a new version is a new input
+            data["object"] = store_identity(self.url or "")
         if self.path:
             try:
                 stat = Path(self.path).stat()
@@ -225,6 +228,8 @@ def guess_kind(entry: SourceEntry) -> str:
     if _SEARCH_PREFIX.match(url):
         return "search"
     suffix = Path(urlparse(url).path).suffix.lower()
+    if is_store_source(url):  # one object: a book by its extension, else a video file
+        return "ebook" if suffix in EBOOK_EXTENSIONS else "video"
     # .htm/.html URLs are usually video pages: they go to yt-dlp (write kind: ebook for HTML books)
     if suffix in EBOOK_EXTENSIONS and suffix not in (".htm", ".html"):
         return "ebook"
@@ -310,7 +315,17 @@ def _parse_entry(raw: Any, index: int, base_dir: Path) -> SourceEntry:
         raise SourcesError(f"{where}: url/path must be a non-empty string, got {written!r}")
     values = _parse_fields(raw, where)
     kind, limit = values.get("kind"), values.get("limit")
-    if path is not None:
+    if path is not None and is_store_source(path.strip()):  # path: s3://bucket/books/fox.epub
+        url, path = path.strip(), None
+    elif path is not None and url_scheme(path.strip()) == "file":
+        path = str(local_path(path.strip()))  # a file:// URL is a local path
+    elif url is not None and url_scheme(url.strip()) == "file":
+        url, path = None, str(local_path(url.strip()))
+    if url is not None and is_store_source(url.strip()):
+        if kind not in (None, "video", "ebook"):
+            raise SourcesError(f"{where}: an object store URL is one file: kind video or ebook, not {kind}")
+        values["url"] = url.strip()
+    elif path is not None:
         if kind not in (None, "video", "ebook"):
             raise SourcesError(f"{where}: a local path can be kind video or ebook, not {kind}")
         resolved = Path(path).expanduser()
@@ -323,7 +338,8 @@ def _parse_entry(raw: Any, index: int, base_dir: Path) -> SourceEntry:
                 raise SourcesError(f"{where}: a plain-text search needs limit: (how many results)")
             url = f"ytsearch{limit}:{url}"
         elif not (is_search or re.match(r"^https?://[^/\s]+", url)):
-            raise SourcesError(f"{where}: url must start with http:// or https:// (or be a yt-dlp search like ytsearch5:...)")
+            raise SourcesError(f"{where}: url must start with http:// or https:// (or be a yt-dlp search like ytsearch5:..., "
+                               "or an object store URL such as s3://bucket/videos/tale.mp4)")
         values["url"] = url
     return SourceEntry(input=written, index=index, **values)
 

@@ -2,7 +2,9 @@
 
 Every file storyloom writes goes through :func:`atomic_write_bytes` (temp file in the same
 directory, fsync, rename), so a killed run never leaves a half-written file under a final name.
-What in a source's work directory is still valid is decided by :mod:`pipeline.workdir`.
+What in a source's work directory is still valid is decided by :mod:`pipeline.workdir`. An
+``--out`` in an object store is built in a local directory with this layout and then published
+by :mod:`pipeline.objectstore`.
 """
 
 from __future__ import annotations

@@ -178,3 +178,29 @@ def mixed_dataset(tmp_path_factory, prefect_harness):
     out = tmp_path_factory.mktemp("mixed_dataset")
     assert storyloom(["ingest", str(sources), "--out", str(out), "--config", str(config)]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """A real S3-compatible server on loopback: moto's, behind a proxy that can fail requests
+    (tests/s3server.py). While it runs, every S3 client of the process goes to it through the
+    environment, as a user's would (dummy credentials, ``AWS_ENDPOINT_URL``); botocore's own
+    retries are off (``AWS_MAX_ATTEMPTS=1``) so that injected errors reach storyloom's retry loop."""
+    import os
+
+    pytest.importorskip("s3fs")
+    pytest.importorskip("moto.server")
+    from tests.s3server import S3Server
+
+    server = S3Server()
+    env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_ENDPOINT_URL": server.endpoint, "AWS_MAX_ATTEMPTS": "1"}
+    saved = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
+    yield server
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.close()

@@ -1,7 +1,9 @@
 """Fetch stage for books: download a book URL (and an HTML book's own images), or take a local
 file in place, and describe the result as a :class:`FetchedBook` saved as ``book-fetch.json``.
 
-Downloads use the standard library over HTTP(S), with the video fetch's policy: transient
+A book in an object store (``s3://bucket/books/fox.epub``, any fsspec URL but HTTP) is
+downloaded through fsspec (:func:`pipeline.objectstore.fetch_object`), with the same retries and
+size cap. Other downloads use the standard library over HTTP(S), with the video fetch's policy: transient
 failures (timeouts, refused or reset connections, HTTP 408/429/5xx) are retried with exponential
 backoff (``fetch.retries``, ``fetch.backoff_s``); permanent ones (404, 410, 401/403/451) fail at
 once. A body larger than ``ebook.max_download_mb`` is refused while streaming, before it fills the
@@ -30,7 +32,9 @@ from urllib.parse import urljoin, urlparse
 
 from pipeline.book.model import sniff_format
 from pipeline.config import EbookConfig, FetchConfig
+from pipeline.errors import StageError
 from pipeline.network import http_status, retry
+from pipeline.objectstore import fetch_object, is_store_source
 from pipeline.storage import atomic_write_json, file_sha256, read_json
 from pipeline.video.ytdlp import FetchError
 
@@ -78,7 +82,9 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
     book_dir = dest_dir / BOOK_DIR
     book_dir.mkdir(parents=True, exist_ok=True)
     partial_path = book_dir / "download.part"
-    content_type = download(url, partial_path, fetch_cfg, cfg)
+    from_store = is_store_source(url)
+    fetch = _download_from_store if from_store else download
+    content_type = fetch(url, partial_path, fetch_cfg, cfg)
     with partial_path.open("rb") as handle:
         kind = sniff_format(handle.read(4096), urlparse(url).path)
     if kind is None and "html" in content_type:
@@ -90,7 +96,7 @@ def fetch_book(item: Any, dest_dir: Path, fetch_cfg: FetchConfig, cfg: EbookConf
     path = book_dir / f"book{_EXTENSIONS[kind]}"
     partial_path.replace(path)
     fetched = FetchedBook(item.source_id, str(path), url, sha256=file_sha256(path))
-    if kind == "html":
+    if kind == "html" and not from_store:  # a page in a store: its images are not fetched (use a zip)
         fetched.base_url = url
         fetched.url_map = _fetch_page_images(path, url, book_dir, fetch_cfg, cfg)
     atomic_write_json(dest_dir / FETCH_RECORD, fetched.to_dict())
@@ -148,6 +154,17 @@ def download(url: str, dest: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> 
     return retry(lambda: _download_once(url, dest, fetch_cfg, cfg), retries=fetch_cfg.retries,
                  backoff_s=fetch_cfg.backoff_s, what="download", url=url, catch=FetchError,
                  cleanup=lambda: Path(dest).unlink(missing_ok=True), logger=log)
+
+
+def _download_from_store(url: str, dest: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> str:
+    """A book in an object store (``s3://...``), downloaded through fsspec with the same retries
+    and size cap; there is no content type (the format is sniffed from the bytes)."""
+    try:
+        fetch_object(url, dest, retries=fetch_cfg.retries, backoff_s=fetch_cfg.backoff_s,
+                     max_bytes=int(cfg.max_download_mb * 1_000_000))
+    except StageError as err:
+        raise FetchError(str(err), permanent=err.permanent, skipped=err.skipped, url=url) from err
+    return ""
 
 
 def _download_once(url: str, dest: Path, fetch_cfg: FetchConfig, cfg: EbookConfig) -> str:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.objectstore import StorageError, is_store_url, local_path, mirror_dataset, url_scheme
 from pipeline.output.contract import JSON_MEMBER, Story
 from pipeline.records import SourceResult
 from pipeline.storage import OutputLayout
@@ -99,7 +100,18 @@ class Dataset:
 
 
 def open_dataset(path: str | Path) -> Dataset:
-    """The dataset at ``path``, or :class:`DatasetError` saying why it is not one."""
+    """The dataset at ``path``, or :class:`DatasetError` saying why it is not one.
+
+    ``path`` may be an object store URL (``s3://bucket/ds``): the dataset is then copied to a
+    local cache first (:func:`pipeline.objectstore.mirror_dataset`, only what changed) and read there.
+    """
+    if isinstance(path, str) and is_store_url(path):
+        try:
+            path = mirror_dataset(path)
+        except (StorageError, ValueError, ImportError) as exc:
+            raise DatasetError(f"{path}: cannot read the dataset from the store ({exc})") from exc
+    elif isinstance(path, str) and url_scheme(path) == "file":
+        path = local_path(path)
     root = Path(path)
     if not root.exists():
         raise DatasetError(f"{root}: no such directory")

@@ -12,7 +12,9 @@ Errors come out as :class:`FetchError` (from :mod:`pipeline.video.ytdlp`, re-exp
 at once; transient ones (timeouts, resets, HTTP 5xx/429) are retried with exponential backoff.
 Whether a stored ``fetch.json`` is reused is the work directory owner's decision
 (:mod:`pipeline.workdir`); when the fetch runs again with the same settings, the download archive
-stops yt-dlp from downloading a video again unless its files went missing. ``fetch.json`` keeps
+stops yt-dlp from downloading a video again unless its files went missing. A video in an object
+store (``s3://...``, any fsspec URL but HTTP) is downloaded through fsspec with its sidecar
+subtitles (:func:`fetch_from_store`) and then treated as a local file. ``fetch.json`` keeps
 what the site reported (``*_reported``); :func:`apply_overrides` lays the sources file's title,
 licence and language over it each time it is read, so editing those never needs a download.
 """
@@ -24,8 +26,11 @@ import logging
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from pipeline.config import FetchConfig
+from pipeline.errors import StageError
+from pipeline.objectstore import fetch_object, is_store_source, store_siblings, url_scheme
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.sources import SourceDefaults, SourceItem, check_policy, normalize_license
 from pipeline.storage import atomic_write_json, file_sha256, read_json
@@ -34,9 +39,10 @@ from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat
 log = logging.getLogger(__name__)
 SUBTITLE_FORMATS = ("vtt", "srt")
 FETCH_RECORD = "fetch.json"  # written last: the fetch is complete
+STORE_DIR = "store"  # a video from an object store, and its sidecar subtitles, downloaded here
 _NOT_VIDEO = {"json", "vtt", "srt", "part", "ytdl", "tmp", "temp", "jpg", "webp", "png", "description"}
-__all__ = ["FETCH_RECORD", "FetchError", "SUBTITLE_FORMATS", "apply_overrides", "classify", "extract_flat", "fetch_local",
-           "fetch_video", "probe", "read_fetched"]
+__all__ = ["FETCH_RECORD", "FetchError", "STORE_DIR", "SUBTITLE_FORMATS", "apply_overrides", "classify", "extract_flat",
+           "fetch_from_store", "fetch_local", "fetch_video", "probe", "read_fetched"]
 
 
 def probe(item: SourceItem, cfg: FetchConfig) -> dict[str, Any]:
@@ -82,6 +88,8 @@ def fetch_video(item: SourceItem, dest_dir: Path, cfg: FetchConfig, archive: Pat
     if item.path:
         return fetch_local(item, dest_dir, defaults)
     url = item.url or ""
+    if is_store_source(url):
+        return fetch_from_store(item, dest_dir, cfg, defaults)
     info = probe(item, cfg)
     reason = check_policy(item, info, defaults) or _size_policy(info, cfg)
     if reason:
@@ -256,11 +264,38 @@ def apply_overrides(media: FetchedMedia, item: SourceItem) -> FetchedMedia:
 # --------------------------------------------------------------------------- local files
 
 
+def fetch_from_store(item: SourceItem, dest_dir: Path, cfg: FetchConfig,
+                     defaults: SourceDefaults | None = None) -> FetchedMedia:
+    """A video in an object store (``s3://bucket/videos/tale.mp4``, any fsspec URL but HTTP):
+    downloaded through fsspec into ``dest_dir/store/`` with its sidecar subtitles
+    (``tale.LANG.vtt|srt``, ``tale.vtt|srt`` next to it), then described as a local file is."""
+    url = item.url or ""
+    name = Path(urlparse(url).path).name or "video.mp4"
+    stem = Path(name).stem
+    store_dir = Path(dest_dir) / STORE_DIR
+    try:
+        fetch_object(url, store_dir / name, retries=cfg.retries, backoff_s=cfg.backoff_s,
+                     max_bytes=int(cfg.max_filesize_mb * 1_000_000))
+        for sidecar in store_siblings(url, stem + "."):
+            sub_name = sidecar.rsplit("/", 1)[-1]
+            if sub_name.rsplit(".", 1)[-1].lower() in SUBTITLE_FORMATS:
+                fetch_object(sidecar, store_dir / sub_name, retries=cfg.retries, backoff_s=cfg.backoff_s)
+    except StageError as err:
+        raise FetchError(str(err), permanent=err.permanent, skipped=err.skipped, url=url) from err
+    return _describe_file(item, store_dir / name, dest_dir, defaults, url=url, extractor=url_scheme(url) or "store")
+
+
 def fetch_local(item: SourceItem, dest_dir: Path, defaults: SourceDefaults | None = None) -> FetchedMedia:
     """Use a local video in place, with sidecar subtitles ``STEM.LANG.vtt|srt`` or ``STEM.vtt|srt``."""
     if item.kind != "video" or not item.path:
         raise ValueError(f"fetch_local takes local video items, got kind={item.kind!r} path={item.path!r}")
     path = Path(item.path)
+    return _describe_file(item, path, dest_dir, defaults, url=path.absolute().as_uri(), extractor="local")
+
+
+def _describe_file(item: SourceItem, path: Path, dest_dir: Path, defaults: SourceDefaults | None, *,
+                   url: str, extractor: str) -> FetchedMedia:
+    """A video file on this machine (with its sidecar subtitles) as the fetch stage's record."""
     if not path.is_file():
         raise FetchError(f"local file not found: {path}", permanent=True)
     if path.stat().st_size == 0:
@@ -270,7 +305,7 @@ def fetch_local(item: SourceItem, dest_dir: Path, defaults: SourceDefaults | Non
     if reason:
         raise FetchError(reason, permanent=True, skipped=True)
     tracks = _sidecar_subtitles(path, item.language)
-    info = {"id": path.stem, "extractor": "local", "url": path.absolute().as_uri(), "title": item.title or path.stem,
+    info = {"id": path.stem, "extractor": extractor, "url": url, "title": item.title or path.stem,
             "title_reported": path.stem, "creator": None, "license": item.license, "license_reported": None,
             "language": item.language, "language_reported": None, "duration_s": round(duration, 3) if duration else None,
             "sha256": file_sha256(path)}

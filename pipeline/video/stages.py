@@ -4,7 +4,7 @@
 (:class:`pipeline.workdir.SourceWork`) decides, by the one reuse rule, whether a stored output is
 still good. What each stage keeps in the source's work directory:
 
-    fetch.json + video.* (+ subtitles, info.json)   fetch      (:mod:`pipeline.video.fetch`)
+    fetch.json + video.* (+ subtitles, info.json)   fetch      (:mod:`pipeline.video.fetch`; store/ for an s3:// video)
     keyframes/keyframes.json + NNN.png              keyframes  (lossless, one per page)
     text.json                                       text       (timed sentences, with word timings when the subtitles have them)
     clean.json, frames/NNN.jpg, story.json          assemble   (the finished story, story.json last)
@@ -40,7 +40,7 @@ from pipeline.records import FetchedMedia
 from pipeline.sources import SourceDefaults, SourceItem, check_policy
 from pipeline.storage import atomic_write_bytes, atomic_write_json, read_json, reset_dir
 from pipeline.text.transcript import TextSourceError, Transcript
-from pipeline.video.fetch import FETCH_RECORD, FetchError, apply_overrides, fetch_local, fetch_video, read_fetched
+from pipeline.video.fetch import FETCH_RECORD, STORE_DIR, FetchError, apply_overrides, fetch_local, fetch_video, read_fetched
 from pipeline.workdir import SourceRun, SourceWork, Stage, run_inline
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
             "source": item.overrides()}
 
 
-FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*"))
+FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*", STORE_DIR))
 # 3: each keyframe's pts and the stream's time base (found again exactly by a manifest rebuild)
 KEYFRAMES = Stage("keyframes", 3, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
 TEXT = Stage("text", 2, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))

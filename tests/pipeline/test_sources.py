@@ -99,7 +99,8 @@ sources:
     ("sources:\n  - {url: https://a.org/v}\n  - {url: https://a.org/w, kind: movie}", "sources[1] (https://a.org/w): kind must be one of"),
     ("sources:\n  - {url: https://a.org/v, lisence: CC-BY}", "unknown key(s) lisence"),
     ("sources:\n  - {url: https://a.org/v, license: GPL}", "unknown licence 'GPL'; use one of CC-BY"),
-    ("sources:\n  - {url: ftp://a.org/v}", "url must start with http:// or https://"),
+    # ftp:// is an fsspec URL now (read like s3://); a scheme no filesystem knows is still refused
+    ("sources:\n  - {url: rtsp://a.org/v}", "url must start with http:// or https://"),
     ("sources:\n  - {url: https://a.org/v, limit: 0}", "limit must be a positive integer"),
     ("sources:\n  - {url: cats, kind: search}", "a plain-text search needs limit:"),
     ("sources:\n  - {path: a.mp4, kind: playlist}", "a local path can be kind video or ebook"),
@@ -186,6 +187,28 @@ def test_guess_kind_and_ids():
     assert a != b and a.startswith("generic-video-") and a == url_source_id("https://a.org/video.mp4")
     assert url_source_id("x", "HTML5MediaEmbed", "page-1").startswith("generic-page-1-")
     assert local_source_id(Path("/x/My Story.mp4")) == local_source_id(Path("/x/My Story.mp4")) != local_source_id(Path("/y/My Story.mp4"))
+
+
+def test_object_store_urls_are_single_files_read_through_fsspec(tmp_path):
+    sources = load_sources(write(tmp_path / "sources.yaml", """
+sources:
+  - path: s3://bucket/books/fox.epub
+  - url: s3://bucket/videos/tale.mp4
+  - url: gs://bucket/videos/clip
+  - url: file:///data/local/tale.mp4
+  - path: file:///data/books/lion.pdf
+"""))
+    fox, tale, clip, local, lion = sources.entries
+    assert (fox.url, fox.path, guess_kind(fox)) == ("s3://bucket/books/fox.epub", None, "ebook")
+    assert (tale.url, guess_kind(tale)) == ("s3://bucket/videos/tale.mp4", "video")
+    assert guess_kind(clip) == "video"  # no telling extension: a store object is a file, never a yt-dlp page
+    assert (local.url, local.path) == (None, "/data/local/tale.mp4") and lion.path == "/data/books/lion.pdf"
+    assert fox.source_id.startswith("generic-fox-") and fox.source_id != load_sources(write(
+        tmp_path / "other.yaml", "sources: [{path: s3://other/books/fox.epub}]")).entries[0].source_id
+    [item] = expand_entry(fox, sources.defaults, FetchConfig())  # no network: the object is one item
+    assert (item.kind, item.url, item.path) == ("ebook", "s3://bucket/books/fox.epub", None)
+    with pytest.raises(SourcesError, match="object store URL is one file"):
+        load_sources(write(tmp_path / "bad.yaml", "sources: [{url: s3://bucket/videos/, kind: playlist}]"))
 
 
 def test_check_policy():

@@ -4,7 +4,8 @@ The flow only wires stages from ``pipeline/``: it adds concurrency, retries and 
 
 - Sources-file entries expand in parallel (playlists, channels, searches: ``expand`` tasks).
 - Each source's stages run as a chain of tasks on the flow's thread pool, video sources through
-  :mod:`flows.video`, books through :mod:`flows.book`; many sources are in flight at once.
+  :mod:`flows.video`, books through :mod:`flows.book`; many sources are in flight at once. With
+  ``run.executor: dask`` the same tasks run on a Dask cluster instead (:mod:`flows.executor`).
 - The CPU-bound stages run in the run's process pool and model stages hold a model slot
   (:class:`flows.resources.RunResources`, handed to every task). Models are loaded once in the
   flow's process before the first source, so a model that cannot be loaded fails the run there.
@@ -66,13 +67,17 @@ def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: I
 
 
 @flow(name="ingest", log_prints=False)
-def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> dict:
-    """Build a story dataset in ``out_dir`` from the sources listed in ``sources_file``."""
+def ingest(sources_file: str, out_dir: str, config_file: str | None = None, run_settings: dict | None = None) -> dict:
+    """Build a story dataset in ``out_dir`` from the sources listed in ``sources_file``.
+
+    ``run_settings`` override the config file's ``run`` section (the command line's --executor ...);
+    with ``run.executor: dask`` run this flow with :func:`flows.executor.task_runner`'s Dask runner.
+    """
     from pipeline.models.loading import load_enabled_models
     from pipeline.sources import load_sources
 
     logger = get_run_logger()
-    cfg = IngestConfig.load(config_file)
+    cfg = IngestConfig.load(config_file).with_run(**(run_settings or {}))
     sources = load_sources(sources_file)
     layout = OutputLayout(Path(out_dir))
     layout.work_dir.mkdir(parents=True, exist_ok=True)
@@ -80,8 +85,11 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
     write_if_changed(layout.config, dumps_json(resolved).encode("utf-8"))
 
     load_enabled_models(cfg.models)  # a model that cannot be loaded fails the run here, before any source
-    with RunResources.open(cfg) as resources:
-        results = _run_sources(sources, layout, cfg, resources, logger)
+    if cfg.run.executor == "dask":  # the tasks run in the Dask workers: no pool here, each worker's own slots
+        results = _run_sources(sources, layout, cfg, RunResources.for_cluster(cfg), logger)
+    else:
+        with RunResources.open(cfg) as resources:
+            results = _run_sources(sources, layout, cfg, resources, logger)
     summary = write_dataset_task(layout, results, cfg)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     logger.info(

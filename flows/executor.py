@@ -16,7 +16,6 @@ several, a shared filesystem) and reach the Prefect API the flow uses (``PREFECT
 
 from __future__ import annotations
 
-import importlib.util
 import ipaddress
 import logging
 import os
@@ -29,13 +28,30 @@ log = logging.getLogger(__name__)
 
 
 def check_executor(cfg: IngestConfig) -> None:
-    """Raise :class:`ConfigError` when the run's executor cannot be used here (before any work)."""
+    """Raise :class:`ConfigError` when the run's executor cannot be used (before any work): Dask
+    not installed, or no scheduler answering at ``run.dask_address``."""
     if cfg.run.executor != "dask":
         return
-    missing = [name for name in ("prefect_dask", "distributed") if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ConfigError(f"run.executor is dask but {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} "
-                          "not installed: pip install 'storyloom[dask]' (prefect-dask), or use run.executor: local")
+    try:
+        import distributed
+        import prefect_dask  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"run.executor is dask but {exc.name or 'prefect-dask'} is not installed: "
+                          "pip install 'storyloom[dask]' (prefect-dask), or use run.executor: local") from exc
+    if not cfg.run.dask_address:
+        return
+    try:  # waits up to Dask's connect timeout (distributed.comm.timeouts.connect, 30s by default)
+        with distributed.Client(cfg.run.dask_address, set_as_default=False) as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"run.dask_address: no Dask scheduler answers at {cfg.run.dask_address} ({exc}); "
+                          "start one with `dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`") from exc
+    threads = sorted({info.get("nthreads", 1) for info in workers.values()})
+    log.info("Dask scheduler %s: %d worker(s) (threads per worker: %s)", cfg.run.dask_address, len(workers),
+             ", ".join(map(str, threads)) or "-")
+    if not workers:
+        log.warning("the Dask scheduler at %s has no workers yet: the run waits until `dask worker %s` joins",
+                    cfg.run.dask_address, cfg.run.dask_address)
 
 
 def local_cluster_workers(cfg: IngestConfig) -> int:

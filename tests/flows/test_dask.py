@@ -104,6 +104,37 @@ def story_ids(out: Path) -> list[str]:
             if row["frame"] == 0]
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("options, run, message", [
+    (["--dask-address", "127.0.0.1"], {}, "run.dask_address must be a Dask scheduler address such as tcp://host:8786"),
+    (["--executor", "local", "--dask-address", "tcp://127.0.0.1:8786"], {}, "need --executor dask, not local"),
+    (["--dask-workers", "-2"], {}, "run.dask_workers must be >= 0"),
+    ([], {"executor": "ray"}, "run.executor must be one of local, dask, got 'ray'"),
+    ([], {"executor": "local", "dask_address": "tcp://127.0.0.1:8786"}, "run.dask_address is set"),
+    (["--dask-address", "FREE"], {}, "run.dask_address: no Dask scheduler answers at tcp://127.0.0.1:"),
+    (["--executor", "dask"], "NO-PREFECT-DASK", "run.executor is dask but prefect_dask is not installed"),
+])
+def test_bad_executor_settings_exit_2_before_any_work(site, options, run, message, tmp_path, capsys, monkeypatch):
+    import dask
+
+    if run == "NO-PREFECT-DASK":
+        monkeypatch.setitem(sys.modules, "prefect_dask", None)  # what `import prefect_dask` meets when it is missing
+        run = {}
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({**CONFIG, "run": run}))
+    options = [f"tcp://127.0.0.1:{free_port()}" if option == "FREE" else option for option in options]
+    out = tmp_path / "out"
+    with dask.config.set({"distributed.comm.timeouts.connect": "2s"}):
+        assert ingest(site, out, *options, config=config) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_the_dask_run_gives_the_local_runs_dataset_byte_for_byte(site, local_out, cluster, tmp_path):
     executed = sum(cluster.run(lambda dask_worker: dask_worker.state.executed_count).values())
     out = tmp_path / "out"
@@ -152,3 +183,146 @@ def test_a_model_is_loaded_once_per_worker_process(site, cluster, tiny_clip, pre
     stories = read_stories(tmp_path / "out")
     assert len(stories) == 4
     assert all(isinstance(f["scores"]["clip"], float) for story, _ in stories.values() for f in story["frames"])
+
+
+def start_ingest(site, out: Path, address: str, api_url: str) -> subprocess.Popen:
+    """`storyloom ingest` as its own process, reporting to the test's Prefect server."""
+    sources, config = site
+    env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_LOGGING_LEVEL": "WARNING"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config),
+         "--dask-address", address],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def started_stages(out: Path) -> list[Path]:
+    """Stage records written before a stage computes and not yet marked done after it."""
+    found = []
+    for record in out.glob("work/*/stages/*.json"):
+        try:
+            if json.loads(record.read_text()).get("status") == "started":
+                found.append(record)
+        except (OSError, ValueError):  # being replaced right now
+            continue
+    return found
+
+
+def wait_until(condition, process: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert process.poll() is None, f"the run ended before {what}: {process.stderr.read()[-2000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def gone(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _busy(dask_worker) -> tuple[int, int]:
+    return os.getpid(), dask_worker.state.executing_count
+
+
+def test_a_worker_killed_mid_source_leaves_identical_shards(site, local_out, cluster, prefect_harness, tmp_path):
+    out = tmp_path / "out"
+    process = start_ingest(site, out, cluster.scheduler.address, prefect_harness)
+    try:
+        # a CPU stage (keyframes of a video, parse of a book) has started: its worker is mid-source
+        wait_until(lambda: any(r.name in ("keyframes.json", "parse.json") for r in started_stages(out)), process,
+                   "a CPU stage started")
+        busy = [pid for pid, executing in cluster.run(_busy).values() if executing]
+        for pid in busy:
+            os.kill(pid, signal.SIGKILL)
+        while not all(gone(pid) for pid in busy):
+            time.sleep(0.01)
+        interrupted = started_stages(out)  # records the dead workers can no longer mark done
+        unfinished = [d for d in out.glob("work/*") if d.is_dir() and not (d / "DONE.json").exists()]
+        stderr = process.communicate(timeout=240)[1]
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert busy, "no worker was running a task"
+    assert unfinished, "killed too late: every source was done"
+    if process.returncode != 0:  # Dask gave up on the task: a rerun resumes
+        print(f"run ended with {process.returncode} after the kill, rerunning: {stderr[-1000:]}")
+        cluster.wait_for_workers(2, timeout=60)
+        assert ingest(site, out, "--dask-address", cluster.scheduler.address) == 0
+    same_dataset(out, local_out)
+    ids = story_ids(out)
+    assert len(ids) == len(set(ids)) == 4 and sorted(ids) == sorted(story_ids(local_out))
+    rows = pq.read_table(out / "sources.parquet").to_pylist()
+    assert len(rows) == 4 and {row["status"] for row in rows} == {"ok"}
+    print(f"killed {len(busy)} worker(s) with {len(interrupted)} stage(s) in progress "
+          f"({', '.join(sorted(f'{r.parent.parent.name}/{r.stem}' for r in interrupted))}); run exit {process.returncode}")
+    cluster.wait_for_workers(2, timeout=60)  # the nannies start new worker processes
+
+
+class DaskCommands:
+    """A cluster started the README's way: `dask scheduler` and `dask worker ADDRESS --nworkers 2 --nthreads 1`."""
+
+    def __init__(self, log_dir: Path):
+        port = free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        repo = str(Path(__file__).resolve().parents[2])  # the workers unpickle this checkout's tasks
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+        dask = [sys.executable, "-m", "dask"]
+        self.log = open(log_dir / f"dask-{port}.log", "w")
+        self.scheduler = subprocess.Popen([*dask, "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                           "--no-dashboard"], env=env, start_new_session=True,
+                                          stdout=self.log, stderr=subprocess.STDOUT)
+        self.workers = subprocess.Popen([*dask, "worker", self.address, "--nworkers", "2", "--nthreads", "1",
+                                         "--host", "127.0.0.1", "--no-dashboard"], env=env, start_new_session=True,
+                                        stdout=self.log, stderr=subprocess.STDOUT)
+        with distributed.Client(self.address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+
+    def kill_scheduler(self) -> None:
+        os.killpg(self.scheduler.pid, signal.SIGKILL)
+        self.scheduler.wait()
+
+    def close(self) -> None:
+        for process in (self.workers, self.scheduler):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        self.log.close()
+
+
+def test_a_rerun_against_a_restarted_scheduler_resumes_to_identical_shards(site, local_out, prefect_harness, tmp_path):
+    out = tmp_path / "out"
+    first = DaskCommands(tmp_path)
+    try:
+        process = start_ingest(site, out, first.address, prefect_harness)
+        try:
+            wait_until(lambda: any(out.glob("work/*/DONE.json")), process, "a source finished")
+            first.kill_scheduler()
+            try:
+                process.wait(timeout=60)  # the run fails without its scheduler
+            except subprocess.TimeoutExpired:
+                pytest.fail("the run hangs after its scheduler died")
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    finally:
+        first.close()
+    assert process.returncode != 0
+    assert not (out / "manifest.json").exists(), "the run finished before its scheduler was killed"
+    done = {marker: (marker.stat().st_mtime_ns, marker.read_bytes()) for marker in out.glob("work/*/DONE.json")}
+    assert 1 <= len(done) < 4
+
+    second = DaskCommands(tmp_path)
+    try:
+        assert ingest(site, out, "--dask-address", second.address) == 0
+    finally:
+        second.close()
+    same_dataset(out, local_out)
+    assert {marker: (marker.stat().st_mtime_ns, marker.read_bytes()) for marker in done} == done  # not run again
+    assert sorted(story_ids(out)) == sorted(story_ids(local_out))

@@ -125,14 +125,16 @@ def main() -> None:
     local_files, dask_files = dataset_files(root / "local" / "out"), dataset_files(root / "dask" / "out")
     identical = local_files == dask_files and any(name.startswith("shards/") for name in local_files)
     cores = os.cpu_count() or 1
-    print(f"sources: {args.sources} ({sum(1 for line in sources.read_text().splitlines() if 'path:' in line)} books), "
-          f"cores: {cores}, dask workers: {args.workers}, output under {root}")
-    print(f"local: wall {local_wall:.1f} s, cpu {local_cpu:.1f} s (wall/(cpu/cores) {local_wall / (local_cpu / cores):.2f})")
+    books = sum(1 for line in sources.read_text().splitlines() if "path:" in line)
+    print(f"sources: {args.sources} ({books} books), cores: {cores}, dask workers: {args.workers}, output under {root}")
+    print(f"local: wall {local_wall:.1f} s, cpu {local_cpu:.1f} s "
+          f"(wall/(cpu/cores) {local_wall / (local_cpu / cores):.2f})")
     print(f"dask:  wall {dask_wall:.1f} s, cpu {dask_cpu:.1f} s incl. workers (wall/(cpu/cores) "
           f"{dask_wall / (dask_cpu / cores):.2f}); cluster start-up {cluster_start:.1f} s, not counted")
     print(f"wall time ratio dask/local: {dask_wall / local_wall:.2f}; output byte-identical: {identical}")
     if not identical:
-        differing = sorted(set(local_files) ^ set(dask_files) | {k for k in local_files if local_files[k] != dask_files.get(k)})
+        changed = {name for name in local_files if local_files[name] != dask_files.get(name)}
+        differing = sorted(set(local_files) ^ set(dask_files) | changed)
         print("differing files:", ", ".join(differing[:20]))
         raise SystemExit(1)
 

@@ -43,7 +43,7 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipeline.models.loading import ModelLoadError, load_enabled_models
     from pipeline.sources import SourcesError, load_sources
 
-    from flows.executor import check_executor, task_runner
+    from flows.executor import check_executor, prefect_api_for_workers, task_runner
 
     try:
         run_settings = _run_settings(args)
@@ -62,8 +62,9 @@ def _ingest(args: argparse.Namespace) -> int:
     from flows.ingest import ingest
 
     flow = ingest.with_options(task_runner=task_runner(cfg))
-    summary = flow(str(Path(args.sources).resolve()), str(out.resolve()), args.config and str(Path(args.config).resolve()),
-                   run_settings or None)
+    with prefect_api_for_workers(cfg):  # Dask workers report to the flow's API, never to one of their own
+        summary = flow(str(Path(args.sources).resolve()), str(out.resolve()),
+                       args.config and str(Path(args.config).resolve()), run_settings or None)
     for line in book_lines(summary["results"]):
         print(line)
     counts = summary["sources"]

@@ -11,15 +11,18 @@
   worker running it dies.
 
 Every worker must see the run's output directory at the same path (on one machine it does; on
-several, a shared filesystem) and reach the Prefect API the flow uses (``PREFECT_API_URL``).
+several, a shared filesystem) and reach the Prefect API the flow uses (``PREFECT_API_URL``; without
+one, :func:`prefect_api_for_workers` starts Prefect's temporary server on 127.0.0.1 for the run,
+which workers on this machine only can reach).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
-from typing import Any
+from typing import Any, Iterator
 from urllib.parse import urlsplit
 
 from pipeline.config import ConfigError, IngestConfig
@@ -44,8 +47,8 @@ def check_executor(cfg: IngestConfig) -> None:
         with distributed.Client(cfg.run.dask_address, set_as_default=False) as client:
             workers = client.scheduler_info(n_workers=-1)["workers"]
     except (OSError, TimeoutError) as exc:
-        raise ConfigError(f"run.dask_address: no Dask scheduler answers at {cfg.run.dask_address} ({exc}); "
-                          "start one with `dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`") from exc
+        raise ConfigError(f"run.dask_address: no Dask scheduler answers at {cfg.run.dask_address} ({exc}); start "
+                          "one with `dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`") from exc
     threads = sorted({info.get("nthreads", 1) for info in workers.values()})
     log.info("Dask scheduler %s: %d worker(s) (threads per worker: %s)", cfg.run.dask_address, len(workers),
              ", ".join(map(str, threads)) or "-")
@@ -76,6 +79,31 @@ def task_runner(cfg: IngestConfig) -> Any:
     # stage tasks wait for their upstream task inside a worker thread: leave room for the
     # downloads and the decoders to run at the same time
     return ThreadPoolTaskRunner(max_workers=cfg.run.download_workers + cfg.run.decode_workers + 1)
+
+
+@contextlib.contextmanager
+def prefect_api_for_workers(cfg: IngestConfig) -> Iterator[None]:
+    """Give the Dask workers the flow's Prefect API when none is configured.
+
+    Without ``PREFECT_API_URL`` Prefect starts a temporary server for the process that first needs
+    one and keeps its address to that process: each Dask worker would start a server of its own
+    (tens of seconds, on the same SQLite file). So, for a Dask run, the temporary server is started
+    here and its address set for the run, which Prefect passes on to every task it sends to a worker.
+    """
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if cfg.run.executor != "dask" or get_current_settings().api.url:
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one Prefect itself would start for this process
+    server.start()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        server.stop()
 
 
 def _warn_if_api_is_local(address: str) -> None:

@@ -116,6 +116,7 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
 
     defaults = sources.defaults
     pending = []
+    sources_of = {}  # future -> item
     seen: set[str] = set()
     for item in items:
         if item.source_id in seen:  # the same video listed twice (or in two playlists)
@@ -137,13 +138,28 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
             pending.append(submit_video(run, cfg, defaults, resources, layout.download_archive))
         else:
             pending.append(submit_book(run, cfg, defaults, resources))
+        sources_of[pending[-1]] = item
 
     total = len(pending)
     logger.info("%d source(s) to process, %d already finished", total, len(results))
     for done, future in enumerate(as_completed(pending), start=1):
-        result = future.result()
+        try:
+            result = future.result()
+        except Exception as error:
+            if type(error).__name__ != "KilledWorker":  # distributed's: a task whose worker died again and again
+                raise
+            result = _worker_lost(sources_of[future], error)
         results.append(result)
         detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
         reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
         logger.info("[%d/%d] %s %s (%s%s)", done, total, result.source_id, result.status, detail, reused)
     return sorted(results, key=lambda r: r.source_id)
+
+
+def _worker_lost(item, error: Exception) -> SourceResult:
+    """The row of a source whose task killed every Dask worker that ran it (out of memory, a crash in
+    a native library): a failure of that source, not of the run; no marker, so a rerun tries again."""
+    row = SourceResult.for_item(item)
+    row.status, row.stage = "failed", "worker"
+    row.error = f"the Dask worker process running it died each time it was tried ({error})"
+    return row

@@ -213,11 +213,19 @@ def start_ingest(site, out: Path, address: str, api_url: str) -> subprocess.Pope
     """`storyloom ingest` as its own process, reporting to the test's Prefect server."""
     sources, config = site
     env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT_LOGGING_LEVEL": "WARNING"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config),
-         "--dask-address", address],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
+    log = out.parent / f"{out.name}-ingest.log"  # a file, not a pipe nobody reads while the run goes on
+    with open(log, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config),
+             "--dask-address", address],
+            env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=stderr,
+        )
+    process.log = log
+    return process
+
+
+def log_tail(process: subprocess.Popen) -> str:
+    return process.log.read_text(errors="replace")[-2000:]
 
 
 def started_stages(out: Path) -> list[Path]:
@@ -235,7 +243,7 @@ def started_stages(out: Path) -> list[Path]:
 def wait_until(condition, process: subprocess.Popen, what: str, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
-        assert process.poll() is None, f"the run ended before {what}: {process.stderr.read()[-2000:]}"
+        assert process.poll() is None, f"the run ended before {what}: {log_tail(process)}"
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.01)
 
@@ -279,7 +287,7 @@ def test_a_worker_killed_mid_source_leaves_identical_shards(site, local_out, clu
                 time.sleep(0.01)
             interrupted = started_stages(out)  # records the dead workers can no longer mark done
             unfinished = [d for d in out.glob("work/*") if d.is_dir() and not (d / "DONE.json").exists()]
-            stderr = process.communicate(timeout=240)[1]
+            process.wait(timeout=240)
         finally:
             if process.poll() is None:
                 os.killpg(process.pid, signal.SIGKILL)
@@ -288,7 +296,7 @@ def test_a_worker_killed_mid_source_leaves_identical_shards(site, local_out, clu
         cluster.run_on_scheduler(_set_allowed_failures, default)
     assert busy, "no worker was running a task"
     assert unfinished, "killed too late: every source was done"
-    assert process.returncode == 0, stderr[-2000:]
+    assert process.returncode == 0, log_tail(process)
     rows = pq.read_table(out / "sources.parquet").to_pylist()
     lost = [row for row in rows if row["status"] != "ok"]
     if allowed_failures:

@@ -1,6 +1,7 @@
 """The ``storyloom`` command line.
 
     storyloom ingest SOURCES --out DIR|URL [--config FILE]  build a story dataset (Prefect flow; URL: s3://...)
+          [--executor dask [--dask-address tcp://HOST:8786]]   ... with its stage tasks on a Dask cluster
     storyloom ingest --from-manifest FILE --out DIR      rebuild a dataset from a shareable manifest
     storyloom examples --out DIR                         write the bundled offline example sources
     storyloom preview OUT [--out DIR]                    a static HTML browser of a dataset
@@ -42,8 +43,12 @@ def _ingest(args: argparse.Namespace) -> int:
     from pipeline.models.loading import ModelLoadError, load_enabled_models
     from pipeline.sources import SourcesError, load_sources
 
+    from flows.executor import check_executor, prefect_api_for_workers, task_runner
+
     try:
-        cfg = IngestConfig.load(args.config)
+        run_settings = _run_settings(args)
+        cfg = IngestConfig.load(args.config).with_run(**run_settings)
+        check_executor(cfg)
         load_sources(args.sources)
         find_ffmpeg(cfg.fetch.ffmpeg)
         load_enabled_models(cfg.models)  # once per process: the flow below finds them loaded
@@ -57,19 +62,15 @@ def _ingest(args: argparse.Namespace) -> int:
         return 2
 
     _prefect_defaults()
-    from prefect.task_runners import ThreadPoolTaskRunner
-
     from flows.ingest import ingest
-
-    # stage tasks wait for their upstream task inside a worker thread: leave room for the
-    # downloads and the decoders to run at the same time
-    workers = cfg.run.download_workers + cfg.run.decode_workers + 1
-    flow = ingest.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     from pipeline.objectstore import StorageError
 
+    flow = ingest.with_options(task_runner=task_runner(cfg))
+    remote = {"work_dir": str(target.local_root), "storage_options": options} if target.remote else {}
     try:
-        summary = flow(str(Path(args.sources).resolve()), target.url, args.config and str(Path(args.config).resolve()),
-                       **({"work_dir": str(target.local_root), "storage_options": options} if target.remote else {}))
+        with prefect_api_for_workers(cfg):  # Dask workers report to the flow's API, never to one of their own
+            summary = flow(str(Path(args.sources).resolve()), target.url, args.config and str(Path(args.config).resolve()),
+                           run_settings=run_settings or None, **remote)
     except StorageError as exc:  # the store kept failing: everything is in the work dir, a rerun finishes
         print(f"storyloom: writing to {target.url} failed: {exc}; rerun the same command to finish", file=sys.stderr)
         return 1
@@ -106,6 +107,18 @@ def _output_target(args: argparse.Namespace):
         raise ValueError(f"--out {target.url} cannot be used: {exc}") from exc
     target.local_root.mkdir(parents=True, exist_ok=True)
     return target, options
+
+
+def _run_settings(args: argparse.Namespace) -> dict:
+    """The ``run`` settings given on the command line (--executor, --dask-address, --dask-workers)."""
+    from pipeline.config import ConfigError
+
+    settings = {"executor": args.executor, "dask_address": args.dask_address, "dask_workers": args.dask_workers}
+    if args.executor is None and (args.dask_address or args.dask_workers is not None):
+        settings["executor"] = "dask"  # an address or a worker count only means something on Dask
+    if args.executor == "local" and (args.dask_address or args.dask_workers is not None):
+        raise ConfigError("--dask-address and --dask-workers need --executor dask, not local")
+    return {name: value for name, value in settings.items() if value is not None}
 
 
 def book_lines(results: list[dict]) -> list[str]:
@@ -150,6 +163,9 @@ def _rebuild(args: argparse.Namespace) -> int:
     if args.config:
         print("storyloom: --config is ignored with --from-manifest (the manifest's config made the frames)",
               file=sys.stderr)
+    if args.executor or args.dask_address or args.dask_workers is not None:
+        print("storyloom: --executor, --dask-address and --dask-workers are ignored with --from-manifest "
+              "(a rebuild runs here, on threads and a process pool)", file=sys.stderr)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _prefect_defaults()
@@ -298,6 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--config", help="config YAML file (defaults for everything not given)")
     ingest.add_argument("--from-manifest", metavar="FILE",
                         help="rebuild the dataset a shareable manifest describes (instead of SOURCES)")
+    ingest.add_argument("--executor", choices=("local", "dask"),
+                        help="where the stage tasks run (run.executor): local threads and processes, or a Dask cluster")
+    ingest.add_argument("--dask-address", metavar="ADDR",
+                        help="an existing Dask scheduler, e.g. tcp://host:8786 (run.dask_address; implies --executor "
+                             "dask); without it a local Dask cluster is started for the run")
+    ingest.add_argument("--dask-workers", type=int, metavar="N",
+                        help="worker processes of that local cluster (run.dask_workers; default: one per core)")
     ingest.set_defaults(func=_ingest)
 
 

@@ -4,7 +4,8 @@ The flow only wires stages from ``pipeline/``: it adds concurrency, retries and 
 
 - Sources-file entries expand in parallel (playlists, channels, searches: ``expand`` tasks).
 - Each source's stages run as a chain of tasks on the flow's thread pool, video sources through
-  :mod:`flows.video`, books through :mod:`flows.book`; many sources are in flight at once.
+  :mod:`flows.video`, books through :mod:`flows.book`; many sources are in flight at once. With
+  ``run.executor: dask`` the same tasks run on a Dask cluster instead (:mod:`flows.executor`).
 - The CPU-bound stages run in the run's process pool and model stages hold a model slot
   (:class:`flows.resources.RunResources`, handed to every task). Models are loaded once in the
   flow's process before the first source, so a model that cannot be loaded fails the run there.
@@ -78,14 +79,18 @@ def write_dataset_task(layout: OutputLayout, results: list[SourceResult], cfg: I
 
 @flow(name="ingest", log_prints=False)
 def ingest(sources_file: str, out_dir: str, config_file: str | None = None, work_dir: str | None = None,
-           storage_options: dict | None = None) -> dict:
+           storage_options: dict | None = None, run_settings: dict | None = None) -> dict:
     """Build a story dataset in ``out_dir`` (a directory or an object store URL: then built in
-    ``work_dir`` and published, :mod:`pipeline.objectstore`) from the sources in ``sources_file``."""
+    ``work_dir`` and published, :mod:`pipeline.objectstore`) from the sources in ``sources_file``.
+
+    ``run_settings`` override the config file's ``run`` section (the command line's --executor ...);
+    with ``run.executor: dask`` run this flow with :func:`flows.executor.task_runner`'s Dask runner.
+    """
     from pipeline.models.loading import load_enabled_models
     from pipeline.sources import load_sources
 
     logger = get_run_logger()
-    cfg = IngestConfig.load(config_file)
+    cfg = IngestConfig.load(config_file).with_run(**(run_settings or {}))
     sources = load_sources(sources_file)
     target = resolve_output(out_dir, work_dir, storage_options)
     layout = OutputLayout(target.local_root)
@@ -94,8 +99,11 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None, work
     write_if_changed(layout.config, dumps_json(resolved).encode("utf-8"))
 
     load_enabled_models(cfg.models)  # a model that cannot be loaded fails the run here, before any source
-    with RunResources.open(cfg) as resources:
-        results = _run_sources(sources, layout, cfg, resources, logger)
+    if cfg.run.executor == "dask":  # the tasks run in the Dask workers: no pool here, each worker's own slots
+        results = _run_sources(sources, layout, cfg, RunResources.for_cluster(cfg), logger)
+    else:
+        with RunResources.open(cfg) as resources:
+            results = _run_sources(sources, layout, cfg, resources, logger)
     summary = write_dataset_task(layout, results, cfg, target)
     counts = {s: sum(r.status == s for r in results) for s in ("ok", "skipped", "failed")}
     logger.info(
@@ -122,6 +130,7 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
 
     defaults = sources.defaults
     pending = []
+    sources_of = {}  # future -> item
     seen: set[str] = set()
     for item in items:
         if item.source_id in seen:  # the same video listed twice (or in two playlists)
@@ -143,13 +152,28 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
             pending.append(submit_video(run, cfg, defaults, resources, layout.download_archive))
         else:
             pending.append(submit_book(run, cfg, defaults, resources))
+        sources_of[pending[-1]] = item
 
     total = len(pending)
     logger.info("%d source(s) to process, %d already finished", total, len(results))
     for done, future in enumerate(as_completed(pending), start=1):
-        result = future.result()
+        try:
+            result = future.result()
+        except Exception as error:
+            if type(error).__name__ != "KilledWorker":  # distributed's: a task whose worker died again and again
+                raise
+            result = _worker_lost(sources_of[future], error)
         results.append(result)
         detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
         reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
         logger.info("[%d/%d] %s %s (%s%s)", done, total, result.source_id, result.status, detail, reused)
     return sorted(results, key=lambda r: r.source_id)
+
+
+def _worker_lost(item, error: Exception) -> SourceResult:
+    """The row of a source whose task killed every Dask worker that ran it (out of memory, a crash in
+    a native library): a failure of that source, not of the run; no marker, so a rerun tries again."""
+    row = SourceResult.for_item(item)
+    row.status, row.stage = "failed", "worker"
+    row.error = f"the Dask worker process running it died each time it was tried ({error})"
+    return row

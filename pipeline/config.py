@@ -16,6 +16,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Sequence
@@ -318,16 +319,36 @@ class EbookConfig:
         _check(0.0 <= self.running_band < 0.5, "ebook.running_band must be in [0, 0.5)")
 
 
+EXECUTORS = ("local", "dask")
+# a Dask scheduler address: [protocol://]host:port, host a name, an IPv4 address or [an IPv6 address]
+_DASK_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
+
+
 @dataclass(frozen=True)
 class RunConfig:
+    """Where and how wide a run executes; none of it changes outputs (not in the config hash)."""
+
     download_workers: int = 4  # threads
-    decode_workers: int = 2  # processes
+    decode_workers: int = 2  # processes (executor local)
     task_retries: int = 0  # Prefect-level retries of a whole source (network steps retry inside)
     progress: bool = True
+    executor: str = "local"  # local (threads + a process pool here) | dask (the stage tasks on a Dask cluster)
+    dask_address: str | None = None  # executor dask: an existing scheduler, tcp://host:8786; None: a local cluster
+    dask_workers: int = 0  # executor dask without an address: worker processes of the local cluster; 0: one per core
 
     def validate(self) -> None:
         _check(self.download_workers >= 1, "run.download_workers must be >= 1")
         _check(self.decode_workers >= 1, "run.decode_workers must be >= 1")
+        _check(self.task_retries >= 0, "run.task_retries must be >= 0")
+        _check(self.executor in EXECUTORS, f"run.executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        _check(self.dask_workers >= 0, "run.dask_workers must be >= 0 (0 = one per core)")
+        if self.dask_address is not None:
+            _check(self.executor == "dask", f"run.dask_address is set ({self.dask_address!r}) but run.executor is "
+                                            f"{self.executor!r}; set run.executor: dask (or --executor dask)")
+            match = _DASK_ADDRESS.match(self.dask_address)
+            _check(match is not None and 1 <= int(match.group(1)) <= 65535,
+                   f"run.dask_address must be a Dask scheduler address such as tcp://host:8786, "
+                   f"got {self.dask_address!r}")
 
 
 @dataclass(frozen=True)
@@ -348,6 +369,20 @@ class IngestConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return to_jsonable(dataclasses.asdict(self))
+
+    def with_run(self, **settings: Any) -> "IngestConfig":
+        """This config with some ``run`` settings replaced (command-line options), validated again.
+
+        ``None`` values are left as they are. Run settings never change outputs: the hash stays.
+        """
+        given = {name: value for name, value in settings.items() if value is not None}
+        if not given:
+            return self
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(f"unknown run setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return dataclasses.replace(self, run=dataclasses.replace(self.run, **given)).validate()
 
     def output_settings(self) -> dict[str, Any]:
         """The settings that change outputs: no run settings, and models only where one is used.

@@ -4,6 +4,7 @@ the config hash that goes into every story (which this module's refactors must n
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -235,3 +236,44 @@ def test_defaults_written_out_keep_the_default_hash(tmp_path):
     path.write_text(yaml.safe_dump(IngestConfig().to_dict()))
     assert IngestConfig.load(path) == IngestConfig()
     assert IngestConfig.load(path).hash() == IngestConfig().hash()
+
+
+# ----------------------------------------------------------------------------- run.executor (Dask)
+
+
+def test_run_settings_change_neither_the_hash_nor_any_stage_key(tmp_path):
+    from pipeline.book.stages import book_work
+    from pipeline.sources import SourceDefaults, SourceItem
+    from pipeline.video.stages import video_work
+
+    local = IngestConfig()
+    dask = IngestConfig.from_dict({"run": {"executor": "dask", "dask_address": "tcp://scheduler.example:8786",
+                                           "dask_workers": 8, "decode_workers": 6, "download_workers": 1}})
+    assert dask.run.executor == "dask" and dask.run.dask_address == "tcp://scheduler.example:8786"
+    assert dask.hash() == local.hash() == "9e5a5d50a3f5bb97"
+    assert local.with_run(executor="dask", dask_workers=3, dask_address=None).run == dataclasses.replace(
+        local.run, executor="dask", dask_workers=3)
+    for kind, make in (("video", video_work), ("ebook", book_work)):
+        item = SourceItem(source_id="s1", input="https://example.org/a", kind=kind, url="https://example.org/a")
+        works = [make(tmp_path / kind, item, cfg, SourceDefaults()) for cfg in (local, dask)]
+        assert works[0].source_key == works[1].source_key
+        assert {s: works[0].key(s) for s in works[0].stages} == {s: works[1].key(s) for s in works[1].stages}
+
+
+@pytest.mark.parametrize("run, message", [
+    ({"executor": "spark"}, "run.executor must be one of local, dask, got 'spark'"),
+    ({"dask_address": "tcp://127.0.0.1:8786"}, "run.dask_address is set ('tcp://127.0.0.1:8786') but run.executor is 'local'"),
+    ({"executor": "dask", "dask_address": "127.0.0.1"}, "run.dask_address must be a Dask scheduler address"),
+    ({"executor": "dask", "dask_address": "http://host:8786"}, "run.dask_address must be a Dask scheduler address"),
+    ({"executor": "dask", "dask_address": "tcp://host:99999"}, "run.dask_address must be a Dask scheduler address"),
+    ({"executor": "dask", "dask_workers": -1}, "run.dask_workers must be >= 0"),
+])
+def test_bad_executor_settings_are_config_errors(run, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        IngestConfig.from_dict({"run": run})
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "scheduler.example:8786", "tls://sched-1.lan:8786",
+                                     "tcp://[::1]:8786"])
+def test_dask_addresses_that_are_accepted(address):
+    assert IngestConfig.from_dict({"run": {"executor": "dask", "dask_address": address}}).run.dask_address == address

@@ -1,0 +1,131 @@
+"""Where the tasks of a flow run: ``run.executor`` -> a Prefect task runner.
+
+- ``local``: a thread pool in the flow's process (stage tasks wait for their upstream task in a
+  thread; CPU stages go to the run's process pool, :class:`flows.resources.RunResources`).
+- ``dask``: Prefect's own Dask integration, ``prefect_dask.DaskTaskRunner``. With
+  ``run.dask_address`` the tasks go to that existing scheduler (``dask scheduler`` and
+  ``dask worker ADDRESS --nthreads 1`` on any number of machines); without it a
+  ``distributed.LocalCluster`` of ``run.dask_workers`` single-threaded worker processes is started
+  for the run and closed after it. Dask, not the flow, then orders each source's chain of tasks
+  (a task is sent to a worker once its upstream task is done) and sends a task again when the
+  worker running it dies.
+
+Every worker must see the run's output directory at the same path (on one machine it does; on
+several, a shared filesystem) and reach the Prefect API the flow uses (``PREFECT_API_URL``; without
+one, :func:`prefect_api_for_workers` starts Prefect's temporary server on 127.0.0.1 for the run,
+which workers on this machine only can reach).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+from typing import Any, Iterator
+from urllib.parse import urlsplit
+
+from pipeline.config import ConfigError, IngestConfig
+
+log = logging.getLogger(__name__)
+
+
+def check_executor(cfg: IngestConfig) -> None:
+    """Raise :class:`ConfigError` when the run's executor cannot be used (before any work): Dask
+    not installed, or no scheduler answering at ``run.dask_address``."""
+    if cfg.run.executor != "dask":
+        return
+    try:
+        import distributed
+        import prefect_dask  # noqa: F401
+    except ImportError as exc:
+        raise ConfigError(f"run.executor is dask but {exc.name or 'prefect-dask'} is not installed: "
+                          "pip install 'storyloom[dask]' (prefect-dask), or use run.executor: local") from exc
+    if not cfg.run.dask_address:
+        return
+    try:  # waits up to Dask's connect timeout (distributed.comm.timeouts.connect, 30s by default)
+        with distributed.Client(cfg.run.dask_address, set_as_default=False) as client:
+            workers = client.scheduler_info(n_workers=-1)["workers"]
+    except (OSError, TimeoutError) as exc:
+        raise ConfigError(f"run.dask_address: no Dask scheduler answers at {cfg.run.dask_address} ({exc}); start "
+                          "one with `dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`") from exc
+    threads = sorted({info.get("nthreads", 1) for info in workers.values()})
+    log.info("Dask scheduler %s: %d worker(s) (threads per worker: %s)", cfg.run.dask_address, len(workers),
+             ", ".join(map(str, threads)) or "-")
+    if not workers:
+        log.warning("the Dask scheduler at %s has no workers yet: the run waits until `dask worker %s` joins",
+                    cfg.run.dask_address, cfg.run.dask_address)
+
+
+def local_cluster_workers(cfg: IngestConfig) -> int:
+    """Worker processes of the local cluster started when no address is given (0: one per core)."""
+    return cfg.run.dask_workers or os.cpu_count() or 1
+
+
+def task_runner(cfg: IngestConfig) -> Any:
+    """The Prefect task runner for ``cfg.run`` (see the module docstring)."""
+    if cfg.run.executor == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.run.dask_address:
+            _warn_if_api_is_local(cfg.run.dask_address)
+            return DaskTaskRunner(address=cfg.run.dask_address)
+        return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
+            "n_workers": local_cluster_workers(cfg), "threads_per_worker": 1, "processes": True,
+            "dashboard_address": ":0",  # a free port: two runs on one machine do not collide
+        })
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    # stage tasks wait for their upstream task inside a worker thread: leave room for the
+    # downloads and the decoders to run at the same time
+    return ThreadPoolTaskRunner(max_workers=cfg.run.download_workers + cfg.run.decode_workers + 1)
+
+
+@contextlib.contextmanager
+def prefect_api_for_workers(cfg: IngestConfig) -> Iterator[None]:
+    """Give the Dask workers the flow's Prefect API when none is configured.
+
+    Without ``PREFECT_API_URL`` Prefect starts a temporary server for the process that first needs
+    one and keeps its address to that process: each Dask worker would start a server of its own
+    (tens of seconds, on the same SQLite file). So, for a Dask run, the temporary server is started
+    here and its address set for the run, which Prefect passes on to every task it sends to a worker.
+    """
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    if cfg.run.executor != "dask" or get_current_settings().api.url:
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+
+    server = SubprocessASGIServer()  # the one Prefect itself would start for this process
+    server.start()
+    try:
+        with temporary_settings({PREFECT_API_URL: server.api_url}):
+            yield
+    finally:
+        server.stop()
+
+
+def _warn_if_api_is_local(address: str) -> None:
+    """Workers on other machines report to the Prefect API the flow uses: a loopback one is out of their reach."""
+    host = urlsplit(address if "://" in address else f"tcp://{address}").hostname or ""
+    if _is_loopback(host):
+        return
+    from prefect.settings import get_current_settings
+
+    api = get_current_settings().api.url or ""  # the environment or the active Prefect profile
+    if not api:
+        log.warning("run.dask_address %s is not on this machine but PREFECT_API_URL is not set: the run uses a "
+                    "temporary Prefect API on 127.0.0.1 that workers on other machines cannot reach. Start "
+                    "`prefect server start --host 0.0.0.0` and set PREFECT_API_URL=http://THIS-HOST:4200/api", address)
+    elif _is_loopback(urlsplit(api).hostname or ""):
+        log.warning("PREFECT_API_URL %s is a loopback address: Dask workers on other machines cannot reach it", api)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -56,11 +56,10 @@ def _ingest(args: argparse.Namespace) -> int:
     _prefect_defaults()
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.ingest import ingest
+    from flows.ingest import ingest, stage_lanes
 
-    # stage tasks wait for their upstream task inside a worker thread: leave room for the
-    # downloads and the decoders to run at the same time
-    workers = cfg.run.download_workers + cfg.run.decode_workers + 1
+    # a thread for every step the flow runs at once (each submitted only when it can start)
+    workers = sum(stage_lanes(cfg).values())
     flow = ingest.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     summary = flow(str(Path(args.sources).resolve()), str(out.resolve()), args.config and str(Path(args.config).resolve()))
     for line in book_lines(summary["results"]):

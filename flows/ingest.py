@@ -3,8 +3,11 @@
 The flow only wires stages from ``pipeline/``: it adds concurrency, retries and logging.
 
 - Sources-file entries expand in parallel (playlists, channels, searches: ``expand`` tasks).
-- Each source's stages run as a chain of tasks on the flow's thread pool, video sources through
-  :mod:`flows.video`, books through :mod:`flows.book`; many sources are in flight at once.
+- Each source's stages run as tasks on the flow's task runner, video sources through
+  :mod:`flows.video`, books through :mod:`flows.book`; at most ``run.max_sources_in_flight``
+  sources are in flight, each stage submitted when it can start, so downloads of some sources
+  overlap the decoding of others and memory does not grow with the number of sources
+  (:mod:`flows.inflight`). Results stream back as sources finish.
 - The CPU-bound stages run in the run's process pool and model stages hold a model slot
   (:class:`flows.resources.RunResources`, handed to every task). Models are loaded once in the
   flow's process before the first source, so a model that cannot be loaded fails the run there.
@@ -21,14 +24,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 
-from flows.book import submit_book
+from flows.book import book_steps
+from flows.inflight import Step, run_bounded
 from flows.resources import RunResources
-from flows.video import submit_video
+from flows.video import video_steps
 from pipeline import __version__
 from pipeline.config import IngestConfig
 from pipeline.errors import StageError
@@ -93,9 +97,6 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
 
 def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: RunResources,
                  logger: logging.Logger) -> list[SourceResult]:
-    from pipeline.book.stages import book_work
-    from pipeline.video.stages import video_work
-
     results: list[SourceResult] = []
     expansions = [expand_task.submit(entry, sources.defaults, cfg) for entry in sources.entries]
     items = []
@@ -106,8 +107,32 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
             results.append(failure)
             logger.warning("source %s %s: %s", failure.input, failure.status, failure.error)
 
-    defaults = sources.defaults
-    pending = []
+    total = len({item.source_id for item in items})
+    logger.info("%d source(s); at most %d in flight", total, cfg.run.sources_in_flight())
+    started = _start_sources(items, layout, cfg, sources.defaults, resources, results)
+    for done, result in enumerate(run_bounded(started, stage_lanes(cfg), cfg.run.sources_in_flight()), start=1):
+        results.append(result)
+        detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
+        reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
+        logger.info("[%d/%d] %s %s (%s%s)", done, total, result.source_id, result.status, detail, reused)
+    return sorted(results, key=lambda r: r.source_id)
+
+
+def stage_lanes(cfg: IngestConfig) -> dict[str, int]:
+    """How many steps of each lane run at once (:mod:`flows.inflight`): downloads; process-pool
+    stages, one more per worker queued so no worker waits; flow-process stages."""
+    return {"download": cfg.run.download_workers, "decode": 2 * cfg.run.decode_workers, "host": cfg.run.decode_workers}
+
+
+def _start_sources(items: list[SourceItem], layout: OutputLayout, cfg: IngestConfig, defaults: SourceDefaults,
+                   resources: RunResources, results: list[SourceResult]) -> Iterator[tuple[SourceRun, list[Step]]]:
+    """The sources that need work, one at a time as there is room for them (:func:`run_bounded`
+    asks); finished and unsupported ones go straight to ``results``."""
+    from pipeline.book.stages import book_work
+    from pipeline.video.stages import video_work
+
+    steps = {"video": video_steps(cfg, defaults, resources, layout.download_archive),
+             "ebook": book_steps(cfg, defaults, resources)}
     seen: set[str] = set()
     for item in items:
         if item.source_id in seen:  # the same video listed twice (or in two playlists)
@@ -124,18 +149,4 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
         if previous is not None:
             results.append(previous)
             continue
-        run = SourceRun.start(item, work)
-        if item.kind == "video":
-            pending.append(submit_video(run, cfg, defaults, resources, layout.download_archive))
-        else:
-            pending.append(submit_book(run, cfg, defaults, resources))
-
-    total = len(pending)
-    logger.info("%d source(s) to process, %d already finished", total, len(results))
-    for done, future in enumerate(as_completed(pending), start=1):
-        result = future.result()
-        results.append(result)
-        detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
-        reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
-        logger.info("[%d/%d] %s %s (%s%s)", done, total, result.source_id, result.status, detail, reused)
-    return sorted(results, key=lambda r: r.source_id)
+        yield SourceRun.start(item, work), steps[item.kind]

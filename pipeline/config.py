@@ -318,16 +318,36 @@ class EbookConfig:
         _check(0.0 <= self.running_band < 0.5, "ebook.running_band must be in [0, 0.5)")
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class RunConfig:
     download_workers: int = 4  # threads
-    decode_workers: int = 2  # processes
+    decode_workers: int = field(default_factory=_cores)  # processes for the CPU stages: one per core
+    # sources started and not yet finished, at most; 0: download_workers + 3 x decode_workers, enough
+    # to keep every download thread and decode process busy (sources_in_flight())
+    max_sources_in_flight: int = 0
     task_retries: int = 0  # Prefect-level retries of a whole source (network steps retry inside)
     progress: bool = True
 
     def validate(self) -> None:
         _check(self.download_workers >= 1, "run.download_workers must be >= 1")
         _check(self.decode_workers >= 1, "run.decode_workers must be >= 1")
+        _check(self.max_sources_in_flight >= 0, "run.max_sources_in_flight must be >= 0 (0: from the worker counts)")
+
+    def sources_in_flight(self) -> int:
+        """How many sources are in flight at most: ``max_sources_in_flight``, or when 0 one per
+        download thread plus three per decode process (one decoding, one queued for it, one in
+        the flow-process stages)."""
+        return self.max_sources_in_flight or self.download_workers + 3 * self.decode_workers
 
 
 @dataclass(frozen=True)

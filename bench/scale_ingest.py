@@ -1,0 +1,346 @@
+"""Ingest throughput and memory at scale: N generated sources from loopback through yt-dlp.
+
+Usage: python bench/scale_ingest.py [--sources 200] [--checkpoints 100] [--config EXTRA.yaml]
+       e.g. the issue's figures:
+         python bench/scale_ingest.py --sources 200                      # CPU use and CPU cost
+         python bench/scale_ingest.py --sources 1000 --checkpoints 100   # peak RSS, flat?
+
+What it does, in one run:
+
+1. Renders the bundled example videos (:func:`pipeline.synthetic.example_specs`, 320x180, 12-16 s)
+   once into ``--cache``, then makes N distinct sources of them: ``sNNNN.mp4`` is a copy of one
+   example with a ``free`` box naming the copy appended (valid mp4, distinct bytes and sha256),
+   with its subtitles and an HTML page yt-dlp's generic extractor reads. A real
+   ``http.server`` on 127.0.0.1 (a thread of this process) serves them.
+2. Runs ``storyloom ingest`` on them as a child process (fresh ``PREFECT_HOME``, so the ephemeral
+   Prefect API starts from an empty database, as a first run does) and measures:
+   - wall time, and the CPU-seconds of every process of the ingest (the flow process, its decode
+     workers, the Prefect API server, ffmpeg/ffprobe: RUSAGE_CHILDREN of this process, which
+     counts every descendant that was waited for, checked against a /proc poll of the tree);
+   - **utilisation** = wall / (ingest CPU-seconds / cores); 1.0 means every core busy the whole
+     run (target <= 1.25). On a shared machine other people's work takes cores too: the machine's
+     busy fraction during the run is printed next to it.
+   - **CPU cost** = ingest CPU-seconds / CPU-seconds of ``ffmpeg -threads 1 -i V -f null -`` on the
+     same N files (measured here, before the run; target <= 1.5);
+   - **peak RSS** of every process of the tree, by role (flow, decode worker, Prefect server,
+     other), polled every 0.2 s, at each ``--checkpoints`` count of finished sources and at the
+     end; growth from the first checkpoint to the end should be <= 10% (flat in N).
+3. Prints one table; ``--json FILE`` writes the numbers.
+
+This is not a test: the numbers depend on the machine. Keep ``--keep`` to look at the output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import json
+import os
+import resource
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402  (a dependency of the dev install)
+
+from pipeline.video.ffmpeg import find_ffmpeg  # noqa: E402
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+        pass
+
+
+def serve(root: Path) -> tuple[http.server.ThreadingHTTPServer, str]:
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    return httpd, f"http://127.0.0.1:{httpd.server_address[1]}/"
+
+
+# --------------------------------------------------------------------------- sources
+
+
+def render_examples(cache: Path, width: int, height: int, stretch: float) -> list[Path]:
+    """The bundled example videos at ``width`` x ``height``, every page ``stretch`` times as long,
+    rendered once into ``cache`` (reused when there)."""
+    from dataclasses import replace
+
+    from pipeline.synthetic import example_specs, write_story_video
+
+    cache = cache / f"{width}x{height}-x{stretch:g}"
+    cache.mkdir(parents=True, exist_ok=True)
+    videos = []
+    for name, spec in example_specs().items():
+        spec = replace(spec, width=width, height=height,
+                       pages=[replace(page, duration_s=round(page.duration_s * stretch, 2)) for page in spec.pages])
+        if not (cache / f"{name}.mp4").is_file() or not (cache / f"{name}.en.vtt").is_file():
+            write_story_video(cache, name, spec, save_pictures=False)
+        videos.append(cache / f"{name}.mp4")
+    return videos
+
+
+def make_sources(examples: list[Path], site: Path, count: int) -> list[tuple[str, Path]]:
+    """``count`` distinct sources: (page name, mp4 path); copy i of example i mod len(examples)."""
+    from pipeline.synthetic.subtitles import html_page
+
+    site.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        example = examples[i % len(examples)]
+        name = f"s{i:05d}"
+        tag = f"storyloom bench source {i}".encode("ascii")
+        # a trailing top-level `free` box: players and demuxers skip it; the bytes differ per source
+        (site / f"{name}.mp4").write_bytes(example.read_bytes() + struct.pack(">I", 8 + len(tag)) + b"free" + tag)
+        shutil.copyfile(example.with_name(f"{example.stem}.en.vtt"), site / f"{name}.en.vtt")
+        (site / f"{name}.html").write_text(html_page(name, f"Bench story {i}", "en"), encoding="utf-8")
+        made.append((f"{name}.html", site / f"{name}.mp4"))
+    return made
+
+
+# --------------------------------------------------------------------------- reference
+
+
+def video_seconds(video: Path) -> float:
+    import av
+
+    with av.open(str(video)) as container:
+        return container.duration / 1e6 if container.duration else 0.0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ffmpeg_reference(videos: list[Path], examples: list[Path]) -> float:
+    """CPU-seconds of single-thread ffmpeg decoding of every source video.
+
+    The copies of one example differ only in a trailing box ffmpeg skips, so each example is
+    decoded (best of 3) and counted once per copy.
+    """
+    ffmpeg = find_ffmpeg(None)
+    per_example = {}
+    for example in examples:
+        runs = []
+        for _ in range(3):
+            before = _children_cpu()
+            subprocess.run([ffmpeg, "-v", "error", "-threads", "1", "-i", str(example), "-f", "null", "-"], check=True)
+            runs.append(_children_cpu() - before)
+        per_example[example.stem] = min(runs)
+    return sum(per_example[examples[i % len(examples)].stem] for i in range(len(videos)))
+
+
+# --------------------------------------------------------------------------- the watched run
+
+
+def role_of(proc: psutil.Process, root_pid: int) -> str:
+    if proc.pid == root_pid:
+        return "flow"
+    try:
+        cmd = " ".join(proc.cmdline())
+    except psutil.Error:
+        return "other"
+    if "multiprocessing" in cmd and ("spawn_main" in cmd or "forkserver" in cmd):
+        return "decode worker"
+    if "prefect" in cmd and ("server" in cmd or "uvicorn" in cmd):
+        return "prefect server"
+    if "ffmpeg" in cmd or "ffprobe" in cmd:
+        return "ffmpeg"
+    return "other"
+
+
+class TreeWatch:
+    """Polls the ingest's process tree: peak RSS per process, CPU seen, finished sources."""
+
+    def __init__(self, root_pid: int, work_dir: Path, checkpoints: list[int], interval: float = 0.2):
+        self.root_pid = root_pid
+        self.work_dir = work_dir
+        self.checkpoints = sorted(checkpoints)
+        self.interval = interval
+        self.peaks: dict[int, tuple[str, int]] = {}  # pid -> (role, peak rss)
+        self.cpu: dict[int, float] = {}  # pid -> last CPU-seconds seen (own, not its children's)
+        self.at_checkpoint: dict[int, dict[str, int]] = {}  # finished count -> role -> peak rss so far
+        self.finished = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def by_role(self) -> dict[str, int]:
+        roles: dict[str, int] = {}
+        for role, rss in self.peaks.values():
+            roles[role] = max(roles.get(role, 0), rss)
+        return roles
+
+    def cpu_by_role(self) -> dict[str, float]:
+        roles: dict[str, float] = {}
+        for pid, seconds in self.cpu.items():
+            role = self.peaks[pid][0]
+            roles[role] = roles.get(role, 0.0) + seconds
+        return roles
+
+    def _count_finished(self) -> int:
+        try:
+            entries = list(os.scandir(self.work_dir))
+        except OSError:
+            return 0
+        return sum(os.path.exists(os.path.join(e.path, "DONE.json")) or os.path.exists(os.path.join(e.path, "FAILED.json"))
+                   for e in entries if e.is_dir())
+
+    def _run(self) -> None:
+        try:
+            root = psutil.Process(self.root_pid)
+        except psutil.Error:
+            return
+        last_count = 0.0
+        while not self._stop.is_set():
+            try:
+                procs = [root] + root.children(recursive=True)
+            except psutil.Error:
+                break
+            for proc in procs:
+                try:
+                    with proc.oneshot():
+                        rss = proc.memory_info().rss
+                        times = proc.cpu_times()
+                except psutil.Error:
+                    continue
+                role, peak = self.peaks.get(proc.pid, (None, 0))
+                if role is None:
+                    role = role_of(proc, self.root_pid)
+                self.peaks[proc.pid] = (role, max(peak, rss))
+                self.cpu[proc.pid] = times.user + times.system  # children_* would count waited children twice
+            now = time.monotonic()
+            if now - last_count >= 1.0:
+                last_count = now
+                self.finished = self._count_finished()
+                for mark in self.checkpoints:
+                    if self.finished >= mark and mark not in self.at_checkpoint:
+                        self.at_checkpoint[mark] = self.by_role()
+            self._stop.wait(self.interval)
+
+
+def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int]) -> dict:
+    env = dict(os.environ)
+    env["PREFECT_HOME"] = str(out.parent / "prefect-home")  # an empty API database, as a first run has
+    env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    cmd = [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config)]
+    machine_before = psutil.cpu_times()
+    cpu_before = _children_cpu()
+    started = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watch = TreeWatch(proc.pid, out / "work", checkpoints)
+    watch.start()
+    output = proc.communicate()[0]
+    wall = time.perf_counter() - started
+    watch.stop()
+    cpu = _children_cpu() - cpu_before
+    machine_after = psutil.cpu_times()
+    if proc.returncode != 0:
+        sys.stderr.write(output)
+        raise SystemExit(f"ingest failed with status {proc.returncode}")
+    busy = lambda t: t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)  # noqa: E731
+    machine_busy = (busy(machine_after) - busy(machine_before)) / (wall * (psutil.cpu_count() or 1))
+    return {"wall_s": wall, "cpu_s": cpu, "cpu_polled_s": sum(watch.cpu.values()), "machine_busy": machine_busy,
+            "rss_end": watch.by_role(), "rss_at": watch.at_checkpoint, "summary": output.strip().splitlines()[-1:],
+            "cpu_polled_by_role": watch.cpu_by_role(), "processes": {role: sum(1 for r, _ in watch.peaks.values() if r == role) for role in set(r for r, _ in watch.peaks.values())}}
+
+
+def stage_seconds(out: Path) -> dict[str, float]:
+    """Summed wall seconds per stage from sources.parquet (where a source's time went)."""
+    import pyarrow.parquet as pq
+
+    totals: dict[str, float] = {}
+    for row in pq.read_table(out / "sources.parquet").to_pylist():
+        timings = row.get("timings") or {}
+        for stage, seconds in (timings.items() if isinstance(timings, dict) else timings):  # struct or map
+            totals[stage] = totals.get(stage, 0.0) + float(seconds or 0.0)
+    return totals
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sources", type=int, default=40, help="number of sources (default 40)")
+    parser.add_argument("--checkpoints", type=int, nargs="*", default=None,
+                        help="finished-source counts at which to record peak RSS (default: 100 if sources > 100)")
+    parser.add_argument("--config", type=Path, help="an ingest config to start from (run.* settings, e.g.)")
+    parser.add_argument("--size", default="854x480", help="video size, WxH (default 854x480, as the real samples)")
+    parser.add_argument("--stretch", type=float, default=2.0,
+                        help="page durations times this (default 2: 25-35 s videos, as the real samples)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "storyloom-bench-examples")
+    parser.add_argument("--workdir", type=Path, help="where the site and output go (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args(argv)
+    checkpoints = args.checkpoints if args.checkpoints is not None else ([100] if args.sources > 100 else [])
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="storyloom-scale-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        examples = render_examples(args.cache, width, height, args.stretch)
+        made = make_sources(examples, workdir / "site", args.sources)
+        httpd, base = serve(workdir / "site")
+        sources = workdir / "sources.yaml"
+        sources.write_text("defaults:\n  language: en\n  license: CC0\nsources:\n"
+                           + "".join(f"  - url: {base}{page}\n" for page, _ in made), encoding="utf-8")
+        config = workdir / "ingest.yaml"
+        config.write_text(args.config.read_text(encoding="utf-8") if args.config else "{}\n", encoding="utf-8")
+        reference = ffmpeg_reference([video for _, video in made], examples)
+        out = workdir / "out"
+        figures = run_ingest(sources, out, config, checkpoints)
+        httpd.shutdown()
+        httpd.server_close()
+        cores = psutil.cpu_count() or 1
+        cpu = max(figures["cpu_s"], figures["cpu_polled_s"])
+        figures.update(sources=args.sources, cores=cores, ffmpeg_cpu_s=reference,
+                       utilisation=figures["wall_s"] / (cpu / cores), cpu_cost=cpu / reference,
+                       stage_wall_s=stage_seconds(out))
+        print(f"{args.sources} sources ({args.size}, {len(examples)} distinct videos of "
+              f"{sum(video_seconds(v) for v in examples) / len(examples):.0f} s on average), {cores} cores (machine busy {figures['machine_busy']:.0%} during the run, "
+              "all users)")
+        print(f"  wall {figures['wall_s']:.1f} s; ingest CPU {cpu:.1f} s (rusage {figures['cpu_s']:.1f}, "
+              f"polled {figures['cpu_polled_s']:.1f}: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(figures["cpu_polled_by_role"].items()))
+              + f"); processes {figures['processes']}")
+        print(f"  utilisation wall / (CPU / cores) = {figures['utilisation']:.2f}   (target <= 1.25)")
+        print(f"  CPU cost ingest / ffmpeg -threads 1 decode ({reference:.1f} s) = {figures['cpu_cost']:.2f}"
+              "   (target <= 1.5)")
+        if figures["stage_wall_s"]:
+            print("  stage wall seconds, summed over sources: "
+                  + ", ".join(f"{k} {v:.1f}" for k, v in sorted(figures["stage_wall_s"].items())))
+        marks = sorted(figures["rss_at"])
+        for role in sorted(figures["rss_end"]):
+            cells = [f"at {m}: {figures['rss_at'][m].get(role, 0) / 2**20:.0f} MiB" for m in marks]
+            end = figures["rss_end"][role] / 2**20
+            growth = ""
+            if marks and figures["rss_at"][marks[0]].get(role):
+                growth = f"  growth {end / (figures['rss_at'][marks[0]][role] / 2**20) - 1:+.1%}"
+            print(f"  peak RSS {role:15s} " + "  ".join(cells + [f"at end ({args.sources}): {end:.0f} MiB"]) + growth)
+        if args.json:
+            args.json.write_text(json.dumps(figures, indent=1, default=str), encoding="utf-8")
+    finally:
+        if not args.keep and not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+        elif args.keep:
+            print(f"kept {workdir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

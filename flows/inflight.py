@@ -109,5 +109,5 @@ def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapp
             waiting[source.step.lane].append(source)
     finally:
         # an error (or the caller stopping early): let the tasks already running finish, start none
-        for future in list(running):
-            future.wait()
+        while running:
+            running.pop(finished.get(), None)

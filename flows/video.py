@@ -18,6 +18,7 @@ from flows.common import assemble_task
 from flows.inflight import Step
 from flows.resources import RunResources
 from pipeline.config import IngestConfig
+from pipeline.records import SourceResult
 from pipeline.sources import SourceDefaults
 from pipeline.video import stages as video
 from pipeline.workdir import SourceRun
@@ -42,9 +43,18 @@ def text_task(run: SourceRun, cfg: IngestConfig, resources: RunResources) -> Sou
     return run
 
 
+@task(name="text-assemble", cache_policy=NO_CACHE)
+def text_assemble_task(run: SourceRun, cfg: IngestConfig, resources: RunResources) -> SourceResult:
+    """Text from subtitles (no model: milliseconds of work, less than a task run costs), then assemble."""
+    run.step("text", video.text, cfg)
+    return assemble_task.fn(run, cfg, resources, video.assemble)
+
+
 def video_steps(cfg: IngestConfig, defaults: SourceDefaults, resources: RunResources, archive: Path) -> list[Step]:
-    """The steps of one video source, each in its lane (:mod:`flows.inflight`)."""
-    return [Step(fetch_task.with_options(retries=cfg.run.task_retries), (cfg, archive, defaults), "download"),
-            Step(keyframes_task, (cfg, resources), "decode"),
-            Step(text_task, (cfg, resources), "host"),
-            Step(assemble_task, (cfg, resources, video.assemble), "host")]
+    """The steps of one video source, each in its lane (:mod:`flows.inflight`); without ASR the
+    text stage runs in the assemble task (it only reads subtitles)."""
+    steps = [Step(fetch_task.with_options(retries=cfg.run.task_retries), (cfg, archive, defaults), "download"),
+             Step(keyframes_task, (cfg, resources), "decode")]
+    if not cfg.models.asr.active:
+        return steps + [Step(text_assemble_task, (cfg, resources), "host")]
+    return steps + [Step(text_task, (cfg, resources), "host"), Step(assemble_task, (cfg, resources, video.assemble), "host")]

@@ -23,8 +23,9 @@ What it does, in one run:
    - **CPU cost** = ingest CPU-seconds / CPU-seconds of ``ffmpeg -threads 1 -i V -f null -`` on the
      same N files (measured here, before the run; target <= 1.5);
    - **peak RSS** of every process of the tree, by role (flow, decode worker, Prefect server,
-     other), polled every 0.2 s, at each ``--checkpoints`` count of finished sources and at the
-     end; growth from the first checkpoint to the end should be <= 10% (flat in N).
+     other), polled every 0.2 s, at each ``--checkpoints`` count of finished sources, when every
+     source has finished (before the dataset is written) and at the end; growth from the first
+     checkpoint to the last source should be <= 10% (flat in N).
 3. Prints one table; ``--json FILE`` writes the numbers.
 
 This is not a test: the numbers depend on the machine. Keep ``--keep`` to look at the output.
@@ -50,13 +51,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import psutil  # noqa: E402  (a dependency of the dev install)
+import psutil
 
-from pipeline.video.ffmpeg import find_ffmpeg  # noqa: E402
+from pipeline.video.ffmpeg import find_ffmpeg
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
+    def log_message(self, format, *args):
         pass
 
 
@@ -254,7 +255,7 @@ def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int]) -
     if proc.returncode != 0:
         sys.stderr.write(output)
         raise SystemExit(f"ingest failed with status {proc.returncode}")
-    busy = lambda t: t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)  # noqa: E731
+    busy = lambda t: t.user + t.nice + t.system + getattr(t, "irq", 0) + getattr(t, "softirq", 0)
     machine_busy = (busy(machine_after) - busy(machine_before)) / (wall * (psutil.cpu_count() or 1))
     return {"wall_s": wall, "cpu_s": cpu, "cpu_polled_s": sum(watch.cpu.values()), "machine_busy": machine_busy,
             "rss_end": watch.by_role(), "rss_at": watch.at_checkpoint, "summary": output.strip().splitlines()[-1:],
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
     checkpoints = args.checkpoints if args.checkpoints is not None else ([100] if args.sources > 100 else [])
+    checkpoints = sorted({c for c in checkpoints if c < args.sources} | {args.sources})
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="storyloom-scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
@@ -324,14 +326,15 @@ def main(argv: list[str] | None = None) -> int:
         if figures["stage_wall_s"]:
             print("  stage wall seconds, summed over sources: "
                   + ", ".join(f"{k} {v:.1f}" for k, v in sorted(figures["stage_wall_s"].items())))
-        marks = sorted(figures["rss_at"])
+        marks = sorted(figures["rss_at"])  # the last one: every source finished, before the dataset is written
+        print("  peak RSS per process (MiB), by finished sources; 'end' includes writing the shards and card")
         for role in sorted(figures["rss_end"]):
-            cells = [f"at {m}: {figures['rss_at'][m].get(role, 0) / 2**20:.0f} MiB" for m in marks]
+            at = {m: figures["rss_at"][m].get(role, 0) / 2**20 for m in marks}
             end = figures["rss_end"][role] / 2**20
-            growth = ""
-            if marks and figures["rss_at"][marks[0]].get(role):
-                growth = f"  growth {end / (figures['rss_at'][marks[0]][role] / 2**20) - 1:+.1%}"
-            print(f"  peak RSS {role:15s} " + "  ".join(cells + [f"at end ({args.sources}): {end:.0f} MiB"]) + growth)
+            cells = [f"at {m}: {at[m]:.0f}" for m in marks]
+            growth = f"  growth {at[marks[0]]:.0f} -> {at[marks[-1]]:.0f}: {at[marks[-1]] / at[marks[0]] - 1:+.1%}" \
+                if len(marks) > 1 and at[marks[0]] else ""
+            print(f"    {role:15s} " + "  ".join(cells + [f"end: {end:.0f}"]) + growth)
         if args.json:
             args.json.write_text(json.dumps(figures, indent=1, default=str), encoding="utf-8")
     finally:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import collections
 import queue
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 from pipeline.records import SourceResult
 from pipeline.workdir import SourceRun

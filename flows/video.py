@@ -11,6 +11,7 @@ CLIP and captions hold a model slot. The last task (:mod:`flows.common`) writes 
 from __future__ import annotations
 
 from pathlib import Path
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 

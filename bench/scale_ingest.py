@@ -1,19 +1,22 @@
 """Ingest throughput and memory at scale: N generated sources from loopback through yt-dlp.
 
-Usage: python bench/scale_ingest.py [--sources 200] [--checkpoints 100] [--config EXTRA.yaml]
-       e.g. the issue's figures:
-         python bench/scale_ingest.py --sources 200                      # CPU use and CPU cost
-         python bench/scale_ingest.py --sources 1000 --checkpoints 100   # peak RSS, flat?
+Usage: python bench/scale_ingest.py [--sources 40] [--checkpoints 100 ...] [--config EXTRA.yaml]
+       the issue's figures (on a quiet machine):
+         python bench/scale_ingest.py --sources 200 --json scale-200.json            # core use, CPU cost
+         python bench/scale_ingest.py --sources 1000 --checkpoints 100 --size 320x180 --stretch 0.5 \
+             --json scale-1000.json                                                    # peak RSS, flat?
 
 What it does, in one run:
 
-1. Renders the bundled example videos (:func:`pipeline.synthetic.example_specs`, 320x180, 12-16 s)
-   once into ``--cache``, then makes N distinct sources of them: ``sNNNN.mp4`` is a copy of one
-   example with a ``free`` box naming the copy appended (valid mp4, distinct bytes and sha256),
+1. Renders the four bundled example videos (:func:`pipeline.synthetic.example_specs`) at ``--size``
+   (default 854x480, as the real read-aloud samples) with pages ``--stretch`` times as long
+   (default 2: 30-50 s, 39 s on average) once into ``--cache``, then makes N distinct sources of
+   them: ``sNNNNN.mp4`` is a copy of one example with a ``free`` box naming the copy appended (valid mp4, distinct bytes and sha256),
    with its subtitles and an HTML page yt-dlp's generic extractor reads. A real
    ``http.server`` on 127.0.0.1 (a thread of this process) serves them.
 2. Runs ``storyloom ingest`` on them as a child process (fresh ``PREFECT_HOME``, so the ephemeral
-   Prefect API starts from an empty database, as a first run does) and measures:
+   Prefect API starts from an empty database, as a first run does; ``--prefect-home`` reuses one)
+   with the default run settings (``--config`` for others) and measures:
    - wall time, and the CPU-seconds of every process of the ingest (the flow process, its decode
      workers, the Prefect API server, ffmpeg/ffprobe: RUSAGE_CHILDREN of this process, which
      counts every descendant that was waited for, checked against a /proc poll of the tree);
@@ -28,7 +31,8 @@ What it does, in one run:
      checkpoint to the last source should be <= 10% (flat in N).
 3. Prints one table; ``--json FILE`` writes the numbers.
 
-This is not a test: the numbers depend on the machine. Keep ``--keep`` to look at the output.
+This is not a test: the numbers depend on the machine (utilisation needs a machine nobody else
+uses). ``--keep`` keeps the site and output.
 """
 
 from __future__ import annotations
@@ -236,9 +240,11 @@ class TreeWatch:
             self._stop.wait(self.interval)
 
 
-def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int]) -> dict:
+def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int], prefect_home: Path | None = None) -> dict:
     env = dict(os.environ)
-    env["PREFECT_HOME"] = str(out.parent / "prefect-home")  # an empty API database, as a first run has
+    # by default an empty API database, as a first run has (the server's start-up then includes
+    # creating it: about 15 CPU-seconds here); --prefect-home reuses one
+    env["PREFECT_HOME"] = str(prefect_home or out.parent / "prefect-home")
     env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     cmd = [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config)]
     machine_before = psutil.cpu_times()
@@ -282,9 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, help="an ingest config to start from (run.* settings, e.g.)")
     parser.add_argument("--size", default="854x480", help="video size, WxH (default 854x480, as the real samples)")
     parser.add_argument("--stretch", type=float, default=2.0,
-                        help="page durations times this (default 2: 25-35 s videos, as the real samples)")
-    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "storyloom-bench-examples")
+                        help="page durations times this (default 2: 30-50 s videos, as the real samples)")
+    parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "storyloom-bench-examples",
+                        help="where the rendered examples are kept between runs")
     parser.add_argument("--workdir", type=Path, help="where the site and output go (default: a temp dir)")
+    parser.add_argument("--prefect-home", type=Path,
+                        help="PREFECT_HOME for the run (default: a new one, so the ephemeral API starts empty)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -305,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(args.config.read_text(encoding="utf-8") if args.config else "{}\n", encoding="utf-8")
         reference = ffmpeg_reference([video for _, video in made], examples)
         out = workdir / "out"
-        figures = run_ingest(sources, out, config, checkpoints)
+        figures = run_ingest(sources, out, config, checkpoints, args.prefect_home)
         httpd.shutdown()
         httpd.server_close()
         cores = psutil.cpu_count() or 1

@@ -56,10 +56,9 @@ def _ingest(args: argparse.Namespace) -> int:
     _prefect_defaults()
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.ingest import ingest, stage_lanes
+    from flows.ingest import ingest, task_threads
 
-    # a thread for every step the flow runs at once (each submitted only when it can start)
-    workers = sum(stage_lanes(cfg).values())
+    workers = task_threads(cfg)  # every step that may run at once (each is submitted when it can start)
     flow = ingest.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
     summary = flow(str(Path(args.sources).resolve()), str(out.resolve()), args.config and str(Path(args.config).resolve()))
     for line in book_lines(summary["results"]):

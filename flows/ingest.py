@@ -2,7 +2,8 @@
 
 The flow only wires stages from ``pipeline/``: it adds concurrency, retries and logging.
 
-- Sources-file entries expand in parallel (playlists, channels, searches: ``expand`` tasks).
+- Sources-file entries expand (playlists, channels, searches: ``expand`` tasks) a few ahead of
+  the sources being started, so the first downloads do not wait for the last listing.
 - Each source's stages run as tasks on the flow's task runner, video sources through
   :mod:`flows.video`, books through :mod:`flows.book`; at most ``run.max_sources_in_flight``
   sources are in flight, each stage submitted when it can start, so downloads of some sources
@@ -22,9 +23,11 @@ a rerun on another machine, or with the Prefect database wiped, resumes just the
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -98,24 +101,38 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None) -> d
 def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: RunResources,
                  logger: logging.Logger) -> list[SourceResult]:
     results: list[SourceResult] = []
-    expansions = [expand_task.submit(entry, sources.defaults, cfg) for entry in sources.entries]
-    items = []
-    for future in expansions:
-        expanded, failure = future.result()
-        items.extend(expanded)
-        if failure is not None:
-            results.append(failure)
-            logger.warning("source %s %s: %s", failure.input, failure.status, failure.error)
-
-    total = len({item.source_id for item in items})
-    logger.info("%d source(s); at most %d in flight", total, cfg.run.sources_in_flight())
+    logger.info("%d sources-file entries; at most %d sources in flight", len(sources.entries), cfg.run.sources_in_flight())
+    items = _expand_ahead(sources, cfg, results, logger, ahead=cfg.run.download_workers)
     started = _start_sources(items, layout, cfg, sources.defaults, resources, results)
     for done, result in enumerate(run_bounded(started, stage_lanes(cfg), cfg.run.sources_in_flight()), start=1):
         results.append(result)
         detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
         reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
-        logger.info("[%d/%d] %s %s (%s%s)", done, total, result.source_id, result.status, detail, reused)
+        logger.info("[%d] %s %s (%s%s)", done, result.source_id, result.status, detail, reused)
     return sorted(results, key=lambda r: r.source_id)
+
+
+def _expand_ahead(sources, cfg: IngestConfig, results: list[SourceResult], logger: logging.Logger,
+                  ahead: int) -> Iterator[SourceItem]:
+    """Every entry's items, in the sources file's order, listing ``ahead`` entries in advance:
+    the first sources start while later entries are still being listed (not after all of them)."""
+    entries = iter(sources.entries)
+    window: collections.deque = collections.deque(
+        expand_task.submit(entry, sources.defaults, cfg) for entry in itertools.islice(entries, ahead))
+    while window:
+        expanded, failure = window.popleft().result()
+        following = next(entries, None)
+        if following is not None:
+            window.append(expand_task.submit(following, sources.defaults, cfg))
+        if failure is not None:
+            results.append(failure)
+            logger.warning("source %s %s: %s", failure.input, failure.status, failure.error)
+        yield from expanded
+
+
+def task_threads(cfg: IngestConfig) -> int:
+    """The task runner's threads: one per step that may run at once, and the listings ahead."""
+    return sum(stage_lanes(cfg).values()) + cfg.run.download_workers
 
 
 def stage_lanes(cfg: IngestConfig) -> dict[str, int]:
@@ -124,7 +141,7 @@ def stage_lanes(cfg: IngestConfig) -> dict[str, int]:
     return {"download": cfg.run.download_workers, "decode": 2 * cfg.run.decode_workers, "host": cfg.run.decode_workers}
 
 
-def _start_sources(items: list[SourceItem], layout: OutputLayout, cfg: IngestConfig, defaults: SourceDefaults,
+def _start_sources(items: Iterable[SourceItem], layout: OutputLayout, cfg: IngestConfig, defaults: SourceDefaults,
                    resources: RunResources, results: list[SourceResult]) -> Iterator[tuple[SourceRun, list[Step]]]:
     """The sources that need work, one at a time as there is room for them (:func:`run_bounded`
     asks); finished and unsupported ones go straight to ``results``."""

@@ -25,6 +25,9 @@ What it does, in one run:
      busy fraction during the run is printed next to it.
    - **CPU cost** = ingest CPU-seconds / CPU-seconds of ``ffmpeg -threads 1 -i V -f null -`` on the
      same N files (measured here, before the run; target <= 1.5);
+   - how often the decode workers had work (running or runnable when polled), from the first
+     decode to the last source: whether the pool is kept saturated, a figure that, unlike
+     utilisation, holds on a machine others use too;
    - **peak RSS** of every process of the tree, by role (flow, decode worker, Prefect server,
      other), polled every 0.2 s, at each ``--checkpoints`` count of finished sources, when every
      source has finished (before the dataset is written) and at the end; growth from the first
@@ -176,6 +179,11 @@ class TreeWatch:
         self.cpu: dict[int, float] = {}  # pid -> last CPU-seconds seen (own, not its children's)
         self.at_checkpoint: dict[int, dict[str, int]] = {}  # finished count -> role -> peak rss so far
         self.finished = 0
+        # decode workers: polls in which each was running or runnable (had work), from the first
+        # such poll to the last source's marker: does the pool stay saturated? (unlike wall time,
+        # this does not depend on what else the machine runs)
+        self.worker_polls = 0
+        self.worker_busy = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -218,11 +226,13 @@ class TreeWatch:
                 procs = [root] + root.children(recursive=True)
             except psutil.Error:
                 break
+            states = []
             for proc in procs:
                 try:
                     with proc.oneshot():
                         rss = proc.memory_info().rss
                         times = proc.cpu_times()
+                        status = proc.status()
                 except psutil.Error:
                     continue
                 role, peak = self.peaks.get(proc.pid, (None, 0))
@@ -230,6 +240,11 @@ class TreeWatch:
                     role = role_of(proc, self.root_pid)
                 self.peaks[proc.pid] = (role, max(peak, rss))
                 self.cpu[proc.pid] = times.user + times.system  # children_* would count waited children twice
+                if role == "decode worker":
+                    states.append(status == psutil.STATUS_RUNNING)
+            if states and (self.worker_polls or any(states)) and self.finished < self.checkpoints[-1]:
+                self.worker_polls += len(states)
+                self.worker_busy += sum(states)
             now = time.monotonic()
             if now - last_count >= 1.0:
                 last_count = now
@@ -265,7 +280,8 @@ def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int], p
     machine_busy = (busy(machine_after) - busy(machine_before)) / (wall * (psutil.cpu_count() or 1))
     return {"wall_s": wall, "cpu_s": cpu, "cpu_polled_s": sum(watch.cpu.values()), "machine_busy": machine_busy,
             "rss_end": watch.by_role(), "rss_at": watch.at_checkpoint, "summary": output.strip().splitlines()[-1:],
-            "cpu_polled_by_role": watch.cpu_by_role(), "processes": {role: sum(1 for r, _ in watch.peaks.values() if r == role) for role in set(r for r, _ in watch.peaks.values())}}
+            "cpu_polled_by_role": watch.cpu_by_role(),
+            "decode_workers_busy": watch.worker_busy / watch.worker_polls if watch.worker_polls else None, "processes": {role: sum(1 for r, _ in watch.peaks.values() if r == role) for role in set(r for r, _ in watch.peaks.values())}}
 
 
 def stage_seconds(out: Path) -> dict[str, float]:
@@ -317,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = run_ingest(sources, out, config, checkpoints, args.prefect_home)
         httpd.shutdown()
         httpd.server_close()
-        cores = psutil.cpu_count() or 1
+        cores = len(os.sched_getaffinity(0))  # the cores the ingest may use (a taskset or container share)
         cpu = max(figures["cpu_s"], figures["cpu_polled_s"])
         figures.update(sources=args.sources, cores=cores, ffmpeg_cpu_s=reference,
                        utilisation=figures["wall_s"] / (cpu / cores), cpu_cost=cpu / reference,
@@ -330,6 +346,9 @@ def main(argv: list[str] | None = None) -> int:
               + ", ".join(f"{k} {v:.1f}" for k, v in sorted(figures["cpu_polled_by_role"].items()))
               + f"); processes {figures['processes']}")
         print(f"  utilisation wall / (CPU / cores) = {figures['utilisation']:.2f}   (target <= 1.25)")
+        if figures["decode_workers_busy"] is not None:
+            print(f"  decode workers had work (running or runnable) in {figures['decode_workers_busy']:.0%} of polls, "
+                  "from the first keyframe to the last source")
         print(f"  CPU cost ingest / ffmpeg -threads 1 decode ({reference:.1f} s) = {figures['cpu_cost']:.2f}"
               "   (target <= 1.5)")
         if figures["stage_wall_s"]:

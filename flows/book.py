@@ -4,17 +4,16 @@ The book branch of the ``ingest`` flow, with the video branch's conventions
 (:mod:`flows.video`): one line of wiring per stage of :mod:`pipeline.book.stages`, run through
 :meth:`pipeline.workdir.SourceRun.step`. Parsing runs in the run's process pool: it is CPU-bound,
 and pdfium must not be used from two threads at once. The last task (:mod:`flows.common`) writes
-the marker.
+the marker. :func:`book_steps` lists them for the flow.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.common import assemble_task
+from flows.inflight import Step
 from flows.resources import RunResources
 from pipeline.book import stages as book
 from pipeline.config import IngestConfig
@@ -34,8 +33,8 @@ def book_parse_task(run: SourceRun, cfg: IngestConfig, defaults: SourceDefaults,
     return run
 
 
-def submit_book(run: SourceRun, cfg: IngestConfig, defaults: SourceDefaults, resources: RunResources) -> Any:
-    """Chain the tasks of one book source; returns the future of its SourceResult."""
-    fetched = book_fetch_task.with_options(retries=cfg.run.task_retries).submit(run, cfg)
-    parsed = book_parse_task.submit(fetched, cfg, defaults, resources)
-    return assemble_task.with_options(name="book-assemble").submit(parsed, cfg, resources, book.assemble)
+def book_steps(cfg: IngestConfig, defaults: SourceDefaults, resources: RunResources) -> list[Step]:
+    """The steps of one book source, each in its lane (:mod:`flows.inflight`)."""
+    return [Step(book_fetch_task.with_options(retries=cfg.run.task_retries), (cfg,), "download"),
+            Step(book_parse_task, (cfg, defaults, resources), "decode"),
+            Step(assemble_task.with_options(name="book-assemble"), (cfg, resources, book.assemble), "host")]

@@ -76,9 +76,18 @@ def task_runner(cfg: IngestConfig) -> Any:
         })
     from prefect.task_runners import ThreadPoolTaskRunner
 
-    # stage tasks wait for their upstream task inside a worker thread: leave room for the
-    # downloads and the decoders to run at the same time
-    return ThreadPoolTaskRunner(max_workers=cfg.run.download_workers + cfg.run.decode_workers + 1)
+    return ThreadPoolTaskRunner(max_workers=task_threads(cfg))  # every step that may run at once
+
+
+def task_threads(cfg: IngestConfig) -> int:
+    """The task runner's threads: one per step that may run at once, and the listings ahead."""
+    return sum(stage_lanes(cfg).values()) + cfg.run.download_workers
+
+
+def stage_lanes(cfg: IngestConfig) -> dict[str, int]:
+    """How many steps of each lane run at once (:mod:`flows.inflight`): downloads; process-pool
+    stages, one more per worker queued so no worker waits; flow-process stages."""
+    return {"download": cfg.run.download_workers, "decode": 2 * cfg.run.decode_workers, "host": cfg.run.decode_workers}
 
 
 @contextlib.contextmanager

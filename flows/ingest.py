@@ -2,10 +2,14 @@
 
 The flow only wires stages from ``pipeline/``: it adds concurrency, retries and logging.
 
-- Sources-file entries expand in parallel (playlists, channels, searches: ``expand`` tasks).
-- Each source's stages run as a chain of tasks on the flow's thread pool, video sources through
-  :mod:`flows.video`, books through :mod:`flows.book`; many sources are in flight at once. With
-  ``run.executor: dask`` the same tasks run on a Dask cluster instead (:mod:`flows.executor`).
+- Sources-file entries expand (playlists, channels, searches: ``expand`` tasks) a few ahead of
+  the sources being started, so the first downloads do not wait for the last listing.
+- Each source's stages run as tasks on the flow's task runner, video sources through
+  :mod:`flows.video`, books through :mod:`flows.book`; at most ``run.max_sources_in_flight``
+  sources are in flight, each stage submitted when it can start, so downloads of some sources
+  overlap the decoding of others and memory does not grow with the number of sources
+  (:mod:`flows.inflight`). Results stream back as sources finish.
+  With ``run.executor: dask`` the same tasks run on a Dask cluster instead (:mod:`flows.executor`).
 - The CPU-bound stages run in the run's process pool and model stages hold a model slot
   (:class:`flows.resources.RunResources`, handed to every task). Models are loaded once in the
   flow's process before the first source, so a model that cannot be loaded fails the run there.
@@ -20,15 +24,19 @@ a rerun on another machine, or with the Prefect database wiped, resumes just the
 
 from __future__ import annotations
 
+import collections
+import itertools
 import logging
+from typing import Iterable, Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
 
-from flows.book import submit_book
+from flows.book import book_steps
+from flows.executor import stage_lanes
+from flows.inflight import Step, run_bounded
 from flows.resources import RunResources
-from flows.video import submit_video
+from flows.video import video_steps
 from pipeline import __version__
 from pipeline.config import IngestConfig
 from pipeline.errors import StageError
@@ -115,22 +123,46 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None, work
 
 def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: RunResources,
                  logger: logging.Logger) -> list[SourceResult]:
-    from pipeline.book.stages import book_work
-    from pipeline.video.stages import video_work
-
     results: list[SourceResult] = []
-    expansions = [expand_task.submit(entry, sources.defaults, cfg) for entry in sources.entries]
-    items = []
-    for future in expansions:
-        expanded, failure = future.result()
-        items.extend(expanded)
+    logger.info("%d sources-file entries; at most %d sources in flight", len(sources.entries), cfg.run.sources_in_flight())
+    items = _expand_ahead(sources, cfg, results, logger, ahead=cfg.run.download_workers)
+    started = _start_sources(items, layout, cfg, sources.defaults, resources, results)
+    for done, result in enumerate(run_bounded(started, stage_lanes(cfg), cfg.run.sources_in_flight(),
+                                                     lost=_worker_lost), start=1):
+        results.append(result)
+        detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
+        reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
+        logger.info("[%d] %s %s (%s%s)", done, result.source_id, result.status, detail, reused)
+    return sorted(results, key=lambda r: r.source_id)
+
+
+def _expand_ahead(sources, cfg: IngestConfig, results: list[SourceResult], logger: logging.Logger,
+                  ahead: int) -> Iterator[SourceItem]:
+    """Every entry's items, in the sources file's order, listing ``ahead`` entries in advance:
+    the first sources start while later entries are still being listed (not after all of them)."""
+    entries = iter(sources.entries)
+    window: collections.deque = collections.deque(
+        expand_task.submit(entry, sources.defaults, cfg) for entry in itertools.islice(entries, ahead))
+    while window:
+        expanded, failure = window.popleft().result()
+        following = next(entries, None)
+        if following is not None:
+            window.append(expand_task.submit(following, sources.defaults, cfg))
         if failure is not None:
             results.append(failure)
             logger.warning("source %s %s: %s", failure.input, failure.status, failure.error)
+        yield from expanded
 
-    defaults = sources.defaults
-    pending = []
-    sources_of = {}  # future -> item
+
+def _start_sources(items: Iterable[SourceItem], layout: OutputLayout, cfg: IngestConfig, defaults: SourceDefaults,
+                   resources: RunResources, results: list[SourceResult]) -> Iterator[tuple[SourceRun, list[Step]]]:
+    """The sources that need work, one at a time as there is room for them (:func:`run_bounded`
+    asks); finished and unsupported ones go straight to ``results``."""
+    from pipeline.book.stages import book_work
+    from pipeline.video.stages import video_work
+
+    steps = {"video": video_steps(cfg, defaults, resources, layout.download_archive),
+             "ebook": book_steps(cfg, defaults, resources)}
     seen: set[str] = set()
     for item in items:
         if item.source_id in seen:  # the same video listed twice (or in two playlists)
@@ -147,33 +179,16 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
         if previous is not None:
             results.append(previous)
             continue
-        run = SourceRun.start(item, work)
-        if item.kind == "video":
-            pending.append(submit_video(run, cfg, defaults, resources, layout.download_archive))
-        else:
-            pending.append(submit_book(run, cfg, defaults, resources))
-        sources_of[pending[-1]] = item
-
-    total = len(pending)
-    logger.info("%d source(s) to process, %d already finished", total, len(results))
-    for done, future in enumerate(as_completed(pending), start=1):
-        try:
-            result = future.result()
-        except Exception as error:
-            if type(error).__name__ != "KilledWorker":  # distributed's: a task whose worker died again and again
-                raise
-            result = _worker_lost(sources_of[future], error)
-        results.append(result)
-        detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
-        reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
-        logger.info("[%d/%d] %s %s (%s%s)", done, total, result.source_id, result.status, detail, reused)
-    return sorted(results, key=lambda r: r.source_id)
+        yield SourceRun.start(item, work), steps[item.kind]
 
 
-def _worker_lost(item, error: Exception) -> SourceResult:
+def _worker_lost(run: SourceRun, error: Exception) -> SourceResult | None:
     """The row of a source whose task killed every Dask worker that ran it (out of memory, a crash in
-    a native library): a failure of that source, not of the run; no marker, so a rerun tries again."""
-    row = SourceResult.for_item(item)
+    a native library): a failure of that source, not of the run; no marker, so a rerun tries again.
+    Any other exception is a bug and is raised (None)."""
+    if type(error).__name__ != "KilledWorker":  # distributed's, checked by name: distributed is optional
+        return None
+    row = SourceResult.for_item(run.item)
     row.status, row.stage = "failed", "worker"
     row.error = f"the Dask worker process running it died each time it was tried ({error})"
     return row

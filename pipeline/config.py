@@ -324,12 +324,25 @@ EXECUTORS = ("local", "dask")
 _DASK_ADDRESS = re.compile(r"^(?:(?:tcp|tls|ucx|ws|wss)://)?(?:[A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\]):(\d{1,5})$")
 
 
+def _cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the machine's)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Where and how wide a run executes; none of it changes outputs (not in the config hash)."""
 
     download_workers: int = 4  # threads
-    decode_workers: int = 2  # processes (executor local)
+    decode_workers: int = field(default_factory=_cores)  # processes for the CPU stages (executor local): one per core
+    # sources started and not yet finished, at most; 0: download_workers + 3 x decode_workers, enough
+    # to keep every download thread and decode process busy (sources_in_flight())
+    max_sources_in_flight: int = 0
     task_retries: int = 0  # Prefect-level retries of a whole source (network steps retry inside)
     progress: bool = True
     executor: str = "local"  # local (threads + a process pool here) | dask (the stage tasks on a Dask cluster)
@@ -349,6 +362,13 @@ class RunConfig:
             _check(match is not None and 1 <= int(match.group(1)) <= 65535,
                    f"run.dask_address must be a Dask scheduler address such as tcp://host:8786, "
                    f"got {self.dask_address!r}")
+        _check(self.max_sources_in_flight >= 0, "run.max_sources_in_flight must be >= 0 (0: from the worker counts)")
+
+    def sources_in_flight(self) -> int:
+        """How many sources are in flight at most: ``max_sources_in_flight``, or when 0 one per
+        download thread plus three per decode process (one decoding, one queued for it, one in
+        the flow-process stages)."""
+        return self.max_sources_in_flight or self.download_workers + 3 * self.decode_workers
 
 
 @dataclass(frozen=True)

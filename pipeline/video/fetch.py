@@ -34,7 +34,7 @@ from pipeline.objectstore import fetch_object, is_store_source, store_siblings, 
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.sources import SourceDefaults, SourceItem, check_policy, normalize_license
 from pipeline.storage import atomic_write_json, file_sha256, read_json
-from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat, with_retries, ydl_params
+from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat, open_ydl, with_retries, ydl_params
 
 log = logging.getLogger(__name__)
 SUBTITLE_FORMATS = ("vtt", "srt")
@@ -47,15 +47,13 @@ __all__ = ["FETCH_RECORD", "FetchError", "STORE_DIR", "SUBTITLE_FORMATS", "apply
 
 def probe(item: SourceItem, cfg: FetchConfig) -> dict[str, Any]:
     """The raw yt-dlp info of one video (formats selected, nothing downloaded)."""
-    import yt_dlp
-
     url = item.url or ""
     logger = YtDlpLogger(item.source_id)
     extra = {"playlist_items": str(item.playlist_index)} if item.playlist_index else {}
     params = ydl_params(cfg, logger, **extra)
 
     def run() -> dict[str, Any]:
-        with yt_dlp.YoutubeDL(params) as ydl:
+        with open_ydl(params) as ydl:
             if item.info.get("_type") in ("url", "url_transparent"):
                 # a list entry: resolve it the way yt-dlp would, keeping the list's title/duration
                 info = ydl.process_ie_result(dict(item.info), download=False)
@@ -135,8 +133,6 @@ def fetch_video(item: SourceItem, dest_dir: Path, cfg: FetchConfig, archive: Pat
 
 def _download(info: dict[str, Any], dest_dir: Path, cfg: FetchConfig, archive: Path | None,
               subtitles: list[tuple[str, bool]], logger: YtDlpLogger) -> dict[str, Any]:
-    import yt_dlp
-
     chosen = dict(subtitles)
     info = dict(info)  # only the chosen tracks stay, so yt-dlp downloads exactly those
     info["subtitles"] = {k: v for k, v in (info.get("subtitles") or {}).items() if chosen.get(k) is False}
@@ -147,7 +143,7 @@ def _download(info: dict[str, Any], dest_dir: Path, cfg: FetchConfig, archive: P
         subtitleslangs=["all"], subtitlesformat="/".join(SUBTITLE_FORMATS), writeinfojson=True,
         max_filesize=int(cfg.max_filesize_mb * 1_000_000), download_archive=str(archive) if archive else None,
     )
-    with yt_dlp.YoutubeDL(params) as ydl:
+    with open_ydl(params) as ydl:
         return ydl.process_ie_result(info, download=True)
 
 

@@ -1,0 +1,124 @@
+"""A bounded number of sources in flight, each stage submitted only when it can start.
+
+Submitting every source's whole chain of tasks at once (each task waiting for its upstream one)
+fills the task runner's threads with tasks that only wait, queues them in source order, and keeps
+every source's objects alive until the end: downloads and decoding barely overlap, and memory
+grows with the number of sources. Here instead:
+
+- at most ``max_in_flight`` sources are started at once; the next one starts as soon as one
+  finishes (not in batches), and each finished source's result is handed back at once;
+- a source's next stage is submitted when its previous one has finished, with its value (not a
+  future), so a task never holds a thread while it waits;
+- every stage belongs to a *lane* with its own limit: downloads (``download``, I/O bound),
+  the process-pool stages (``decode``; a little over the pool's size so that a worker never waits
+  for the flow to hand it the next source) and the flow-process stages (``host``: text, and the
+  assemble that runs the models). Downloads of some sources run while others decode;
+- a source that failed at a stage skips to its last one (which writes its marker) at once.
+
+Within a lane, sources go in the order they were started: the ones in flight finish first. The
+order in which sources finish does not change any output (each source has its own work directory
+and the flow sorts the rows), so the bound changes only speed and memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import queue
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.records import SourceResult
+from pipeline.workdir import SourceRun
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage of a source: ``task.submit(run, *args)``; every step but the last returns the
+    :class:`SourceRun`, the last its :class:`SourceResult` (after writing the marker)."""
+
+    task: Any  # a Prefect task (anything with .submit() returning a future with .result() and .add_done_callback())
+    args: tuple
+    lane: str
+
+
+@dataclass
+class _Source:
+    run: SourceRun
+    steps: Sequence[Step]
+    at: int = 0
+
+    @property
+    def step(self) -> Step:
+        return self.steps[self.at]
+
+
+def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapping[str, int], max_in_flight: int,
+                on_event: Callable[[str, str, str], None] | None = None,
+                lost: Callable[[SourceRun, Exception], SourceResult | None] | None = None) -> Iterator[SourceResult]:
+    """Run every source's steps, at most ``max_in_flight`` sources and ``lanes[lane]`` steps per lane
+    at once; yields each source's result as it finishes (in finishing order).
+
+    ``sources`` is consumed lazily: a source is only taken (and its work directory looked at) when
+    there is room for it. ``on_event(kind, source_id, stage)`` (``start``/``end`` of each submitted
+    step) is for tests and progress. A task that raises (a bug: per-source problems are values)
+    raises here, unless ``lost(run, error)`` makes a row of it (the executor lost the task: a Dask
+    worker that died each time it ran it); that source then ends with that row.
+    """
+    if max_in_flight < 1:
+        raise ValueError("max_in_flight must be >= 1")
+    pending = iter(sources)
+    waiting: dict[str, collections.deque[_Source]] = {lane: collections.deque() for lane in lanes}
+    busy = dict.fromkeys(lanes, 0)
+    running: dict[Any, _Source] = {}  # future -> source
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    in_flight = 0
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and in_flight < max_in_flight:
+                started = next(pending, None)
+                if started is None:
+                    exhausted = True
+                    break
+                source = _Source(*started)
+                in_flight += 1
+                waiting[source.step.lane].append(source)
+            for lane, ready in waiting.items():
+                while ready and busy[lane] < lanes[lane]:
+                    source = ready.popleft()
+                    step = source.step
+                    busy[lane] += 1
+                    if on_event:
+                        on_event("start", source.run.item.source_id, step.task.name)
+                    future = step.task.submit(source.run, *step.args)
+                    running[future] = source
+                    future.add_done_callback(finished.put)
+            if not running:
+                return
+            future = finished.get()
+            source = running.pop(future)
+            busy[source.step.lane] -= 1
+            try:
+                value = future.result()  # a bug in a task raises here
+            except Exception as error:  # noqa: BLE001 - only what ``lost`` turns into a row is kept
+                row = lost(source.run, error) if lost else None
+                if row is None:
+                    raise
+                in_flight -= 1  # the source is over: its row says why, and it has no marker (a rerun tries again)
+                yield row
+                continue
+            if on_event:
+                on_event("end", source.run.item.source_id, source.step.task.name)
+            if source.at == len(source.steps) - 1:
+                in_flight -= 1
+                yield value
+                continue
+            source.run = value
+            # a failed source has nothing left to compute: on to its last step, which writes the marker
+            source.at = len(source.steps) - 1 if value.failed else source.at + 1
+            waiting[source.step.lane].append(source)
+    finally:
+        # an error (or the caller stopping early): let the tasks already running finish, start none
+        while running:
+            running.pop(finished.get(), None)

@@ -146,9 +146,10 @@ def test_the_dask_run_gives_the_local_runs_dataset_byte_for_byte(site, local_out
     resolved = json.loads((out / "config.json").read_text())
     assert resolved["config"]["run"]["executor"] == "dask"
     assert resolved["config_hash"] == json.loads((local_out / "config.json").read_text())["config_hash"]
-    # the stage tasks ran in the workers: 4 expand + 2 videos x 4 + 2 books x 3 tasks
+    # the stage tasks ran in the workers: 4 expand + 2 videos x 3 (fetch, keyframes, text-assemble:
+    # no ASR) + 2 books x 3 tasks
     ran = sum(cluster.run(lambda dask_worker: dask_worker.state.executed_count).values()) - executed
-    assert ran == 4 + 2 * 4 + 2 * 3
+    assert ran == 4 + 2 * 3 + 2 * 3
 
 
 @pytest.fixture(scope="module")

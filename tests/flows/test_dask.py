@@ -305,7 +305,8 @@ def test_a_worker_killed_mid_source_leaves_identical_shards(site, local_out, clu
     else:
         assert lost and all(row["stage"] == "worker" and "died" in row["error"] for row in lost)
         assert len(story_ids(out)) == 4 - len(lost)
-        cluster.wait_for_workers(2, timeout=60)
+        # the nannies restart the killed workers; on a loaded 2-core machine that took over a minute
+        cluster.wait_for_workers(2, timeout=300)
         assert ingest(site, out, "--dask-address", cluster.scheduler.address) == 0  # resumes
     same_dataset(out, local_out)
     ids = story_ids(out)
@@ -315,7 +316,7 @@ def test_a_worker_killed_mid_source_leaves_identical_shards(site, local_out, clu
     caught = ", ".join(sorted(f"{r.parent.parent.name}/{r.stem}" for r in interrupted))
     print(f"killed {len(busy)} worker(s) with {len(interrupted)} stage(s) in progress ({caught}); "
           f"{len(lost)} source(s) given up")
-    cluster.wait_for_workers(2, timeout=60)  # the nannies start new worker processes
+    cluster.wait_for_workers(2, timeout=300)  # the nannies start new worker processes
 
 
 class DaskCommands:

@@ -61,9 +61,12 @@ show different pages:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -132,6 +135,44 @@ class KeyframeResult:
     has_audio: bool = False
     stats: dict[str, float] = field(default_factory=dict)
     time_base: str | None = None  # the video stream's time base ("1/12800"): what ``pts`` counts in
+
+
+class VideoStream(NamedTuple):
+    """A video's first video stream, set up for decoding, and what the detectors read from it first."""
+
+    stream: Any  # av.VideoStream
+    has_audio: bool
+    fps: float
+    expected_s: float | None  # duration from the stream or container header, when it has one
+    width: int
+    height: int
+    time_base: str | None  # stream_time_base(stream)
+
+
+@contextlib.contextmanager
+def open_video(video_path: str | Path, decode_threads: int) -> Iterator[tuple[Any, VideoStream]]:
+    """``(container, VideoStream)`` for one decoding pass; :class:`KeyframeError` when the file cannot
+    be opened or has no video stream. The container is closed on leaving."""
+    import av
+
+    name = Path(video_path).name
+    try:
+        container = av.open(str(video_path))
+    except (av.error.FFmpegError, OSError) as exc:
+        raise KeyframeError(f"cannot open video {name}: {exc}") from exc
+    with container:
+        if not container.streams.video:
+            raise KeyframeError(f"{name} has no video stream")
+        stream = container.streams.video[0]
+        stream.codec_context.thread_count = decode_threads
+        if decode_threads != 1:
+            stream.thread_type = "AUTO"
+        yield container, VideoStream(
+            stream=stream, has_audio=bool(container.streams.audio),
+            fps=float(stream.average_rate or stream.guessed_rate or 25.0),
+            expected_s=_expected_duration(container, stream),
+            width=stream.codec_context.width, height=stream.codec_context.height,
+            time_base=stream_time_base(stream))
 
 
 def stream_time_base(stream) -> str | None:
@@ -373,22 +414,8 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
     import cv2
 
     cv2.setNumThreads(1)  # tiny images: threads cost more CPU than they save
-    try:
-        container = av.open(str(video_path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise KeyframeError(f"cannot open video {Path(video_path).name}: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise KeyframeError(f"{Path(video_path).name} has no video stream")
-        stream = container.streams.video[0]
-        has_audio = bool(container.streams.audio)
-        stream.codec_context.thread_count = cfg.decode_threads
-        if cfg.decode_threads != 1:
-            stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
-        expected_s = _expected_duration(container, stream)
-        width, height = stream.codec_context.width, stream.codec_context.height
-        time_base = stream_time_base(stream)
+    with open_video(video_path, cfg.decode_threads) as (container, (stream, has_audio, fps, expected_s, width,
+                                                                    height, time_base)):
         signature = Signature(width, height, cfg.analysis_width)
         window = max(3, int(round(cfg.baseline_window_s * fps)))
         refresh = max(1, int(round(fps / 5)))  # the adaptive threshold moves slowly: update 5x a second

@@ -63,7 +63,7 @@ import numpy as np
 
 from pipeline.config import KeyframeConfig, ModelsConfig
 from pipeline.video.keyframes import (BOUNDARY_CHANGE, BOUNDARY_FADE, BOUNDARY_START, Keyframe, KeyframeError,
-                                      KeyframeResult, detect_keyframes, stream_time_base)
+                                      KeyframeResult, detect_keyframes, open_video)
 from pipeline.video.signals import luma, sharpness
 
 log = logging.getLogger(__name__)
@@ -409,22 +409,8 @@ def detect_shots(video_path: str | Path, cfg: KeyframeConfig, models: ModelsConf
 
         loaded = get_shot_model(models or ModelsConfig())
     name = Path(video_path).name
-    try:
-        container = av.open(str(video_path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise KeyframeError(f"cannot open video {name}: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise KeyframeError(f"{name} has no video stream")
-        stream = container.streams.video[0]
-        has_audio = bool(container.streams.audio)
-        stream.codec_context.thread_count = cfg.decode_threads
-        if cfg.decode_threads != 1:
-            stream.thread_type = "AUTO"
-        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
-        expected_s = _expected_duration(container, stream)
-        width, height = stream.codec_context.width, stream.codec_context.height
-        time_base = stream_time_base(stream)
+    with open_video(video_path, cfg.decode_threads) as (container, (stream, has_audio, fps, expected_s, width,
+                                                                    height, time_base)):
         if loaded is not None:
             scorer = _TransNetScorer(loaded)
         else:
@@ -478,14 +464,6 @@ def _combine(scorer, combined: list[float]) -> None:
     single, many = scorer.single, scorer.many
     for i in range(len(combined), scorer.ready):
         combined.append(max(single[i], many[i]))
-
-
-def _expected_duration(container, stream) -> float | None:
-    if stream.duration is not None and stream.time_base is not None:
-        return float(stream.duration * stream.time_base)
-    if container.duration:
-        return container.duration / 1_000_000
-    return None
 
 
 def _shots_to_keyframes(scenes: list[_Scene], fallback: _Scene | None, times: np.ndarray, blanks: np.ndarray,

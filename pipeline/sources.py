@@ -14,6 +14,7 @@ or ``language`` given there (or in the entry) wins over what the site reports.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -104,6 +105,9 @@ class SourceItem:
     tags: tuple[str, ...] = ()
     info: dict[str, Any] = field(default_factory=dict)  # yt-dlp flat info, if the item came from a list
     playlist_index: int | None = None  # 1-based position on a multi-video page without own URLs
+    # yt-dlp's full info when listing the entry already resolved it (a page of one video): the fetch
+    # takes it instead of asking the site a second time. Not part of what the item is (identity).
+    resolved: dict[str, Any] | None = field(default=None, compare=False, repr=False)
 
     def identity(self) -> dict[str, Any]:
         """What the item is, for the keys of the stages that read it: the address, and for a local
@@ -194,7 +198,10 @@ def _url_stem(url: str) -> str:
     return stem[:60]
 
 
+@functools.lru_cache(maxsize=4096)
 def _extractor_for(url: str) -> Any | None:
+    """yt-dlp's extractor for ``url`` (not the generic one), or None: a scan of ~1,900 URL patterns
+    (milliseconds), asked two or three times per entry (its kind, its id), so remembered."""
     from yt_dlp.extractor import gen_extractor_classes
 
     for ie in gen_extractor_classes():
@@ -416,7 +423,7 @@ def expand_entry(entry: SourceEntry, defaults: SourceDefaults, fetch_cfg: Any) -
     info = extract_flat(entry.url or "", fetch_cfg, limit)
     if not info.get("entries") and info.get("_type") not in ("playlist", "multi_video"):
         return [_item(entry, defaults, "video", source_id=entry.source_id, url=entry.url, title=title,
-                      info=_slim(info))]
+                      info=_slim(info), resolved=info if _is_resolved_video(info) else None)]
     items = [_expanded_item(entry, defaults, e, info) for e in _flatten(info.get("entries") or [], limit)]
     if not items:
         raise FetchError(f"{kind} {entry.url} lists no videos", permanent=True)
@@ -446,6 +453,12 @@ def _expanded_item(entry: SourceEntry, defaults: SourceDefaults, e: dict[str, An
     index = int(e.get("playlist_index") or 0)
     source_id = url_source_id(f"{page}#{index}", e.get("extractor_key"), e.get("id"))
     return _item(entry, defaults, "video", source_id=source_id, url=page, playlist_index=index, info=_slim(e))
+
+
+def _is_resolved_video(info: dict[str, Any]) -> bool:
+    """Whether a listing's result is one video with its formats chosen (what the fetch's probe
+    would get again), not a reference to resolve or a list."""
+    return info.get("_type", "video") == "video" and bool(info.get("formats") or info.get("url")) and bool(info.get("id"))
 
 
 def _slim(info: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ Encoding is deterministic: the same pixels and settings give the same bytes.
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 
@@ -44,3 +45,36 @@ def encode_png(image: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+# Video keyframes between the decode stage and assemble: raw pixels, zstd level 1. A PNG of a
+# 854x480 frame costs ~38 ms to write and ~16 ms to read back, more than half of what decoding a
+# whole short video costs per keyframe kept; this costs ~2.5 ms and ~1 ms for a file ~25% larger.
+# Work-directory files only: nothing outside the pipeline reads them.
+RAW_FRAME_SUFFIX = ".rgbz"
+_RAW_MAGIC = b"SLFRAME1"
+_RAW_HEADER = struct.Struct("<8sIII")  # magic, height, width, channels
+
+
+def encode_raw(image: np.ndarray) -> bytes:
+    """A lossless, fast-to-write copy of a uint8 RGB (or grey) array: header + zstd-compressed pixels."""
+    import pyarrow as pa
+
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    height, width = image.shape[:2]
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    packed = pa.Codec("zstd", compression_level=1).compress(image.tobytes(), asbytes=True)
+    return _RAW_HEADER.pack(_RAW_MAGIC, height, width, channels) + packed
+
+
+def decode_raw(data: bytes) -> np.ndarray:
+    """The array :func:`encode_raw` stored (grey arrays come back 2-D)."""
+    import pyarrow as pa
+
+    magic, height, width, channels = _RAW_HEADER.unpack_from(data)
+    if magic != _RAW_MAGIC:
+        raise ValueError("not a storyloom raw frame (bad magic)")
+    size = height * width * channels
+    pixels = pa.Codec("zstd").decompress(memoryview(data)[_RAW_HEADER.size:], decompressed_size=size, asbytes=True)
+    shape = (height, width) if channels == 1 else (height, width, channels)
+    return np.frombuffer(pixels, dtype=np.uint8).reshape(shape)

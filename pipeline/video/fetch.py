@@ -46,8 +46,12 @@ __all__ = ["FETCH_RECORD", "FetchError", "STORE_DIR", "SUBTITLE_FORMATS", "apply
 
 
 def probe(item: SourceItem, cfg: FetchConfig) -> dict[str, Any]:
-    """The raw yt-dlp info of one video (formats selected, nothing downloaded)."""
+    """The raw yt-dlp info of one video (formats selected, nothing downloaded): the listing's when
+    it already resolved the video (:attr:`SourceItem.resolved`, same options), else asked anew."""
     url = item.url or ""
+    if item.resolved is not None and not item.playlist_index:
+        info, item.resolved = item.resolved, None  # once: a retried fetch asks the site again (fresh format URLs)
+        return info
     logger = YtDlpLogger(item.source_id)
     extra = {"playlist_items": str(item.playlist_index)} if item.playlist_index else {}
     params = ydl_params(cfg, logger, **extra)

@@ -33,7 +33,7 @@ import numpy as np
 from pipeline import __version__
 from pipeline.config import IngestConfig, KeyframeConfig, ModelsConfig
 from pipeline.errors import StageError
-from pipeline.frames.encode import encode_frame, encode_png
+from pipeline.frames.encode import RAW_FRAME_SUFFIX, decode_raw, encode_frame, encode_raw
 from pipeline.output.contract import (FRAMES_DIR, STORY_FILE, Frame, SourceInfo, Story, image_member, read_story,
                                       write_finished_story)
 from pipeline.records import FetchedMedia
@@ -96,7 +96,8 @@ def _assemble_settings(cfg: IngestConfig, item: SourceItem) -> dict[str, Any]:
 
 FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*", STORE_DIR))
 # 3: each keyframe's pts and the stream's time base (found again exactly by a manifest rebuild)
-KEYFRAMES = Stage("keyframes", 3, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
+# 4: keyframes stored raw + zstd (pipeline.frames.encode.encode_raw), not PNG: 15x cheaper to write
+KEYFRAMES = Stage("keyframes", 4, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
 TEXT = Stage("text", 2, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))
 ASSEMBLE = Stage("assemble", 2, _assemble_settings, outputs=(CLEAN_INDEX, FRAMES_DIR, STORY_FILE),
                  after=("keyframes", "text"))
@@ -223,8 +224,8 @@ def compute_keyframes(video_path: str, work_dir: Path, cfg: KeyframeConfig,
         choice = made.to_dict()
     stored = []
     for i, key in enumerate(result.keyframes):
-        name = f"{i:03d}.png"
-        atomic_write_bytes(out_dir / name, encode_png(key.image))
+        name = f"{i:03d}{RAW_FRAME_SUFFIX}"
+        atomic_write_bytes(out_dir / name, encode_raw(key.image))
         stored.append(StoredKeyframe(name, key.t_start, key.t_end, key.frame_time, key.sharpness, key.boundary,
                                      key.still_s, list(key.flags), key.pts))
     found = KeyframeSet(stored, result.duration_s, result.fps, result.frames_decoded, result.has_audio, result.stats,
@@ -241,6 +242,11 @@ def load_keyframes(work_dir: Path) -> KeyframeSet:
         if not (Path(work_dir) / KEYFRAMES_DIR / key.file).is_file():
             raise FileNotFoundError(f"keyframe {key.file} is gone")
     return found
+
+
+def read_keyframe(work_dir: Path, key: StoredKeyframe) -> np.ndarray:
+    """The RGB pixels of one stored keyframe."""
+    return decode_raw((Path(work_dir) / KEYFRAMES_DIR / key.file).read_bytes())
 
 
 # --------------------------------------------------------------------------- text
@@ -316,17 +322,17 @@ def compute_story(media: FetchedMedia, work_dir: Path, cfg: IngestConfig, found:
     sentence realignment (:func:`pipeline.models.clip.refine_with_clip`); with a captioner, every
     kept frame gets a caption. With both off the story is exactly the model-free one.
     """
-    from PIL import Image
+    import cv2
 
     from pipeline.frames.clean import FrameCandidate, clean_frames
     from pipeline.text.align import align_by_time
 
+    cv2.setNumThreads(1)  # a few frame-sized resizes: OpenCV's thread pool doubles their CPU time
     work_dir = Path(work_dir)
     texts = align_by_time(transcript.segments, [(k.t_start, k.t_end) for k in found.keyframes])
     candidates = []
     for key, aligned in zip(found.keyframes, texts):
-        with Image.open(work_dir / KEYFRAMES_DIR / key.file) as picture:
-            image = np.asarray(picture.convert("RGB"))
+        image = read_keyframe(work_dir, key)
         flags = list(aligned.flags) + list(key.flags) + (["no_text_source"] if transcript.origin == "none" else [])
         candidates.append(FrameCandidate(image, key.t_start, key.t_end, aligned.text, aligned.score, flags, key.boundary,
                                          text_assignment=aligned.assignment, t_frame=key.frame_time, pts=key.pts))

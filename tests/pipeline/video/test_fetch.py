@@ -336,3 +336,37 @@ def test_find_ffmpeg_order(tmp_path, monkeypatch):
     assert find_ffmpeg(None) == str(fake)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     assert find_ffmpeg(None) == imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def test_a_page_the_listing_resolved_is_not_asked_for_again(site, tmp_path):
+    """A sources entry of one video page: the expansion's yt-dlp info is the probe's (same options),
+    so fetching reads the page no second time; the files are those of a fetch that asks anew."""
+    from pipeline.sources import SourceEntry, expand_entry
+
+    url = site.url("page.html")
+    entry = SourceEntry(input=url, index=0, url=url, language="en")
+    (item,) = expand_entry(entry, SourceDefaults(), CFG)
+    assert item.resolved is not None and item.resolved["id"] and site.gets("page.html") == 1
+    reused = fetch_video(item, tmp_path / "reused", CFG)
+    assert site.gets("page.html") == 1 and site.gets("v.mp4") == 1
+    assert item.resolved is None  # used once: a retried fetch asks the site again
+
+    asked = fetch_video(video_item(url, language="en"), tmp_path / "asked", CFG)
+    assert site.gets("page.html") == 2
+    assert Path(reused.video_path).read_bytes() == Path(asked.video_path).read_bytes()
+    assert reused.info == asked.info
+    assert [(Path(s.path).name, s.language) for s in reused.subtitles] == [(Path(s.path).name, s.language) for s in asked.subtitles]
+
+
+def test_youtubedls_share_ssl_contexts(site, tmp_path):
+    from yt_dlp.networking import common
+
+    from pipeline.video.ytdlp import YtDlpLogger, open_ydl, ydl_params
+
+    with open_ydl(ydl_params(CFG, YtDlpLogger("t"))):
+        pass
+    settings = {"verify": True, "legacy_support": False, "use_certifi": True}
+    first = common.make_ssl_context(**settings)
+    assert common.make_ssl_context(**settings) is first
+    assert common.make_ssl_context(**{**settings, "legacy_support": True}) is not first
+    assert fetch_video(video_item(site.url("v.mp4")), tmp_path / "d", CFG).video_path  # downloads still work

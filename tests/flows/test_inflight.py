@@ -30,7 +30,7 @@ class SleepTask:
         self.name, self.pool, self.log, self.last = name, pool, log, last
 
     def submit(self, run):
-        return self.pool.submit(self._run, run.unquote())  # run_bounded hands Prefect-quoted arguments
+        return self.pool.submit(self._run, run)
 
     def _run(self, run):
         self.log.append((time.monotonic(), "start", run.item.source_id, self.name))

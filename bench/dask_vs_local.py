@@ -6,7 +6,7 @@ N short generated read-aloud videos (2-4 pages, every style) served over loopbac
 yt-dlp, every ``--books-every``-th source a generated PDF picture book instead, are ingested twice
 into empty directories of the same name: once with ``run.executor: local`` (threads and
 ``run.decode_workers`` processes), once with ``--dask-address`` pointing at a
-``distributed.LocalCluster`` of ``--workers`` single-threaded worker processes over TCP on
+``distributed.LocalCluster`` of ``--workers`` worker processes (``--threads`` each) over TCP on
 loopback, started (and its workers' imports warmed) before the clock starts, as a long-lived
 cluster would be. Both runs use one Prefect API (``PREFECT_API_URL`` when set, else a temporary
 server started here). Printed: wall time of each, the ratio dask/local, the CPU seconds of each
@@ -84,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sources", type=int, default=20, help="generated sources (default 20)")
     parser.add_argument("--workers", type=int, default=2, help="Dask worker processes (default 2)")
+    parser.add_argument("--threads", type=int, default=2, help="threads per Dask worker (default 2, as the README says)")
     parser.add_argument("--books-every", type=int, default=5, help="every Nth source is a PDF book (0: none)")
     parser.add_argument("--dir", type=Path, help="keep the sources and both outputs here (default: a temp dir)")
     args = parser.parse_args()
@@ -107,7 +108,7 @@ def main() -> None:
         try:
             local_wall, local_cpu = timed_ingest(sources, root / "local" / "out")
             started = time.perf_counter()
-            with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+            with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=args.threads, processes=True,
                                           host="127.0.0.1", dashboard_address=None) as cluster, \
                     distributed.Client(cluster) as client:
                 client.run(lambda: __import__("flows.ingest"))

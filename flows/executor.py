@@ -4,11 +4,13 @@
   thread; CPU stages go to the run's process pool, :class:`flows.resources.RunResources`).
 - ``dask``: Prefect's own Dask integration, ``prefect_dask.DaskTaskRunner``. With
   ``run.dask_address`` the tasks go to that existing scheduler (``dask scheduler`` and
-  ``dask worker ADDRESS --nthreads 1`` on any number of machines); without it a
-  ``distributed.LocalCluster`` of ``run.dask_workers`` single-threaded worker processes is started
-  for the run and closed after it. Dask, not the flow, then orders each source's chain of tasks
-  (a task is sent to a worker once its upstream task is done) and sends a task again when the
-  worker running it dies.
+  ``dask worker ADDRESS --nthreads 2`` on any number of machines); without it a
+  ``distributed.LocalCluster`` of ``run.dask_workers`` worker processes of two threads each is
+  started for the run and closed after it. Each source is one task there
+  (:func:`flows.common.whole_source`: a task run on a worker costs more than a stage), two per
+  worker thread in flight (:func:`dask_lanes`); in a worker, CPU stages take the process's CPU
+  lock, so with two threads one source downloads while another decodes. Dask sends a task again
+  when the worker running it dies.
 
 Every worker must see the run's output directory at the same path (on one machine it does; on
 several, a shared filesystem) and reach the Prefect API the flow uses (``PREFECT_API_URL``; without
@@ -48,7 +50,7 @@ def check_executor(cfg: IngestConfig) -> None:
             workers = client.scheduler_info(n_workers=-1)["workers"]
     except (OSError, TimeoutError) as exc:
         raise ConfigError(f"run.dask_address: no Dask scheduler answers at {cfg.run.dask_address} ({exc}); start "
-                          "one with `dask scheduler` and workers with `dask worker ADDRESS --nthreads 1`") from exc
+                          "one with `dask scheduler` and workers with `dask worker ADDRESS --nthreads 2`") from exc
     threads = sorted({info.get("nthreads", 1) for info in workers.values()})
     log.info("Dask scheduler %s: %d worker(s) (threads per worker: %s)", cfg.run.dask_address, len(workers),
              ", ".join(map(str, threads)) or "-")
@@ -62,6 +64,28 @@ def local_cluster_workers(cfg: IngestConfig) -> int:
     return cfg.run.dask_workers or os.cpu_count() or 1
 
 
+LOCAL_CLUSTER_THREADS = 2  # per worker process of a run's own cluster: one source downloads while one decodes
+
+
+def dask_lanes(cfg: IngestConfig) -> tuple[dict[str, int], int]:
+    """Lanes and sources in flight on Dask, where a source is one task (:func:`flows.common.whole_source`):
+    ``run.max_sources_in_flight``, or when 0 two per worker thread of the cluster (one running,
+    one queued), so that a bigger cluster gets more sources at once."""
+    in_flight = cfg.run.max_sources_in_flight or 2 * cluster_threads(cfg)
+    return {"source": in_flight}, in_flight
+
+
+def cluster_threads(cfg: IngestConfig) -> int:
+    """Worker threads of the cluster the run uses (its own local cluster's, or the scheduler's now)."""
+    if not cfg.run.dask_address:
+        return local_cluster_workers(cfg) * LOCAL_CLUSTER_THREADS
+    import distributed
+
+    with distributed.Client(cfg.run.dask_address, set_as_default=False) as client:
+        workers = client.scheduler_info(n_workers=-1)["workers"]
+    return max(1, sum(info.get("nthreads", 1) for info in workers.values()))
+
+
 def task_runner(cfg: IngestConfig) -> Any:
     """The Prefect task runner for ``cfg.run`` (see the module docstring)."""
     if cfg.run.executor == "dask":
@@ -71,7 +95,7 @@ def task_runner(cfg: IngestConfig) -> Any:
             _warn_if_api_is_local(cfg.run.dask_address)
             return DaskTaskRunner(address=cfg.run.dask_address)
         return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-            "n_workers": local_cluster_workers(cfg), "threads_per_worker": 1, "processes": True,
+            "n_workers": local_cluster_workers(cfg), "threads_per_worker": LOCAL_CLUSTER_THREADS, "processes": True,
             "dashboard_address": ":0",  # a free port: two runs on one machine do not collide
         })
     from prefect.task_runners import ThreadPoolTaskRunner

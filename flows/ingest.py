@@ -33,7 +33,8 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.book import book_steps
-from flows.executor import stage_lanes
+from flows.common import whole_source
+from flows.executor import dask_lanes, stage_lanes
 from flows.inflight import Step, run_bounded
 from flows.resources import RunResources
 from flows.video import video_steps
@@ -124,11 +125,12 @@ def ingest(sources_file: str, out_dir: str, config_file: str | None = None, work
 def _run_sources(sources, layout: OutputLayout, cfg: IngestConfig, resources: RunResources,
                  logger: logging.Logger) -> list[SourceResult]:
     results: list[SourceResult] = []
-    logger.info("%d sources-file entries; at most %d sources in flight", len(sources.entries), cfg.run.sources_in_flight())
+    local = cfg.run.executor == "local"
+    lanes, in_flight = (stage_lanes(cfg), cfg.run.sources_in_flight()) if local else dask_lanes(cfg)
+    logger.info("%d sources-file entries; at most %d sources in flight", len(sources.entries), in_flight)
     items = _expand_ahead(sources, cfg, results, logger, ahead=cfg.run.download_workers)
     started = _start_sources(items, layout, cfg, sources.defaults, resources, results)
-    for done, result in enumerate(run_bounded(started, stage_lanes(cfg), cfg.run.sources_in_flight(),
-                                              lost=_worker_lost, quoted=cfg.run.executor == "local"), start=1):
+    for done, result in enumerate(run_bounded(started, lanes, in_flight, lost=_worker_lost, quoted=local), start=1):
         results.append(result)
         detail = f"{result.frames} frames" if result.status == "ok" else f"{result.stage}: {result.error}"
         reused = f"; reused {', '.join(result.reused)}" if result.reused else ""
@@ -163,6 +165,8 @@ def _start_sources(items: Iterable[SourceItem], layout: OutputLayout, cfg: Inges
 
     steps = {"video": video_steps(cfg, defaults, resources, layout.download_archive),
              "ebook": book_steps(cfg, defaults, resources)}
+    if cfg.run.executor == "dask":  # a task run costs more than a stage on a worker: one per source
+        steps = {kind: whole_source(kind_steps) for kind, kind_steps in steps.items()}
     seen: set[str] = set()
     for item in items:
         if item.source_id in seen:  # the same video listed twice (or in two playlists)

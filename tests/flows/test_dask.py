@@ -370,6 +370,8 @@ def test_a_rerun_against_a_restarted_scheduler_resumes_to_identical_shards(site,
     out = tmp_path / "out"
     first = DaskCommands(tmp_path)
     try:
+        with distributed.Client(first.address, timeout=60) as client:
+            client.run(_slow_decoding, 30)  # the books finish, the videos are still decoding when the scheduler dies
         process = start_ingest(site, out, first.address, prefect_harness)
         try:
             wait_until(lambda: any(out.glob("work/*/DONE.json")), process, "a source finished")

@@ -37,8 +37,9 @@ def source_task(run: SourceRun, steps: tuple[Step, ...]) -> SourceResult:
     """Every step of one source, one after the other in this task (as :func:`flows.inflight.run_bounded`
     would run them: a failed source goes straight to its last step, which writes the marker).
 
-    The steps' task-level retries do not apply here; fetching still retries transient errors
-    itself (``fetch.retries``), and an executor that loses the task runs it again.
+    The steps' task-level retries do not apply here (the whole task's do: ``run.task_retries``,
+    :func:`whole_source`); fetching still retries transient errors itself (``fetch.retries``), and
+    an executor that loses the task runs it again.
     """
     at = 0
     while True:
@@ -50,7 +51,7 @@ def source_task(run: SourceRun, steps: tuple[Step, ...]) -> SourceResult:
         at = len(steps) - 1 if run.failed else at + 1
 
 
-def whole_source(steps: list[Step]) -> list[Step]:
+def whole_source(steps: list[Step], retries: int = 0) -> list[Step]:
     """A source's steps as one step (one task run) in the ``source`` lane.
 
     On Dask a task run costs far more than in the flow's threads: Prefect rebuilds its settings
@@ -58,4 +59,4 @@ def whole_source(steps: list[Step]) -> list[Step]:
     arguments to name the task, so a source's three or four stage tasks cost more CPU than
     decoding a short video. As one task a source also stays on one worker, its files with it.
     """
-    return [Step(source_task, (tuple(steps),), "source")]
+    return [Step(source_task.with_options(retries=retries), (tuple(steps),), "source")]

@@ -166,7 +166,7 @@ def _start_sources(items: Iterable[SourceItem], layout: OutputLayout, cfg: Inges
     steps = {"video": video_steps(cfg, defaults, resources, layout.download_archive),
              "ebook": book_steps(cfg, defaults, resources)}
     if cfg.run.executor == "dask":  # a task run costs more than a stage on a worker: one per source
-        steps = {kind: whole_source(kind_steps) for kind, kind_steps in steps.items()}
+        steps = {kind: whole_source(kind_steps, cfg.run.task_retries) for kind, kind_steps in steps.items()}
     seen: set[str] = set()
     for item in items:
         if item.source_id in seen:  # the same video listed twice (or in two playlists)

@@ -341,7 +341,8 @@ class RunConfig:
     download_workers: int = 4  # threads
     decode_workers: int = field(default_factory=_cores)  # processes for the CPU stages (executor local): one per core
     # sources started and not yet finished, at most; 0: download_workers + 3 x decode_workers, enough
-    # to keep every download thread and decode process busy (sources_in_flight())
+    # to keep every download thread and decode process busy (sources_in_flight()); on Dask, two per
+    # worker thread of the cluster (flows.executor.dask_lanes)
     max_sources_in_flight: int = 0
     task_retries: int = 0  # Prefect-level retries of a whole source (network steps retry inside)
     progress: bool = True

@@ -202,7 +202,7 @@ def run_kind(samples: Path, tmp: Path, captions: str) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--samples", type=Path, default=DEFAULT_SAMPLES)
+    parser.add_argument("--samples", type=lambda p: Path(p).resolve(), default=DEFAULT_SAMPLES)  # the site links to it
     parser.add_argument("--captions", choices=("clean", "auto", "both"), default="both",
                         help="which subtitles to serve: the clean per-page VTT, YouTube-style auto captions, or both")
     parser.add_argument("--keep", action="store_true", help="keep the output directory")

@@ -70,8 +70,9 @@ LOCAL_CLUSTER_THREADS = 2  # per worker process of a run's own cluster: one sour
 def dask_lanes(cfg: IngestConfig) -> tuple[dict[str, int], int]:
     """Lanes and sources in flight on Dask, where a source is one task (:func:`flows.common.whole_source`):
     ``run.max_sources_in_flight``, or when 0 two per worker thread of the cluster (one running,
-    one queued), so that a bigger cluster gets more sources at once."""
-    in_flight = cfg.run.max_sources_in_flight or 2 * cluster_threads(cfg)
+    one queued), so that a bigger cluster gets more sources at once; never fewer than a local run
+    would have (a scheduler whose workers join after the start counts none yet)."""
+    in_flight = cfg.run.max_sources_in_flight or max(2 * cluster_threads(cfg), cfg.run.sources_in_flight())
     return {"source": in_flight}, in_flight
 
 
@@ -83,7 +84,7 @@ def cluster_threads(cfg: IngestConfig) -> int:
 
     with distributed.Client(cfg.run.dask_address, set_as_default=False) as client:
         workers = client.scheduler_info(n_workers=-1)["workers"]
-    return max(1, sum(info.get("nthreads", 1) for info in workers.values()))
+    return sum(info.get("nthreads", 1) for info in workers.values())
 
 
 def task_runner(cfg: IngestConfig) -> Any:

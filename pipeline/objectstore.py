@@ -90,10 +90,15 @@ def local_path(text: str) -> Path:
     return Path(text).expanduser()
 
 
+def _url_cache(kind: str, url: str) -> Path:
+    """``~/.cache/storyloom/{kind}/<hash of the URL>`` (``XDG_CACHE_HOME`` honoured): one folder per URL."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "storyloom" / kind / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+
+
 def default_work_dir(url: str) -> Path:
     """Where a remote ``--out`` is built when no ``--work-dir`` is given: one folder per URL."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "storyloom" / "out" / hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return _url_cache("out", url)
 
 
 @dataclass(frozen=True)
@@ -274,8 +279,7 @@ class ObjectStore:
 
 def default_read_cache(url: str) -> Path:
     """Where :func:`mirror_dataset` keeps a local copy of a dataset in a store: one folder per URL."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "storyloom" / "datasets" / hashlib.sha256(url.rstrip("/").encode("utf-8")).hexdigest()[:16]
+    return _url_cache("datasets", url.rstrip("/"))
 
 
 def mirror_dataset(url: str, local_root: Path | None = None, storage_options: dict[str, Any] | None = None, *,

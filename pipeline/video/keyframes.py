@@ -150,23 +150,26 @@ class VideoStream(NamedTuple):
 
 
 @contextlib.contextmanager
-def open_video(video_path: str | Path, decode_threads: int) -> Iterator[tuple[Any, VideoStream]]:
-    """``(container, VideoStream)`` for one decoding pass; :class:`KeyframeError` when the file cannot
-    be opened or has no video stream. The container is closed on leaving."""
+def open_video(video_path: str | Path, decode_threads: int | None,
+               error: type[StageError] = KeyframeError) -> Iterator[tuple[Any, VideoStream]]:
+    """``(container, VideoStream)`` for decoding; ``error`` (the caller's stage's) when the file
+    cannot be opened or has no video stream. ``decode_threads`` None leaves PyAV's threading as it
+    is. The container is closed on leaving."""
     import av
 
     name = Path(video_path).name
     try:
         container = av.open(str(video_path))
     except (av.error.FFmpegError, OSError) as exc:
-        raise KeyframeError(f"cannot open video {name}: {exc}") from exc
+        raise error(f"cannot open video {name}: {exc}") from exc
     with container:
         if not container.streams.video:
-            raise KeyframeError(f"{name} has no video stream")
+            raise error(f"{name} has no video stream")
         stream = container.streams.video[0]
-        stream.codec_context.thread_count = decode_threads
-        if decode_threads != 1:
-            stream.thread_type = "AUTO"
+        if decode_threads is not None:
+            stream.codec_context.thread_count = decode_threads
+            if decode_threads != 1:
+                stream.thread_type = "AUTO"
         yield container, VideoStream(
             stream=stream, has_audio=bool(container.streams.audio),
             fps=float(stream.average_rate or stream.guessed_rate or 25.0),

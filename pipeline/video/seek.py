@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import StageError
-from pipeline.video.keyframes import stream_time_base
+from pipeline.video.keyframes import open_video
 
 log = logging.getLogger(__name__)
 
@@ -45,16 +45,9 @@ def decode_frames(video_path: str | Path, refs: list[FrameRef], time_base: str |
     import av
 
     name = Path(video_path).name
-    try:
-        container = av.open(str(video_path))
-    except (av.error.FFmpegError, OSError) as exc:
-        raise SeekError(f"cannot open video {name}: {exc}") from exc
-    with container:
-        if not container.streams.video:
-            raise SeekError(f"{name} has no video stream")
-        stream = container.streams.video[0]
-        exact = time_base is not None and stream_time_base(stream) == time_base
-        fps = float(stream.average_rate or stream.guessed_rate or 25.0)
+    with open_video(video_path, None, SeekError) as (container, video):
+        stream, fps = video.stream, video.fps
+        exact = time_base is not None and video.time_base == time_base
         images: list[np.ndarray | None] = []
         for ref in refs:
             try:

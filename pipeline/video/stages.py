@@ -5,7 +5,7 @@
 still good. What each stage keeps in the source's work directory:
 
     fetch.json + video.* (+ subtitles, info.json)   fetch      (:mod:`pipeline.video.fetch`; store/ for an s3:// video)
-    keyframes/keyframes.json + NNN.png              keyframes  (lossless, one per page)
+    keyframes/keyframes.json + NNN.rgbz             keyframes  (lossless raw + zstd, one per page)
     text.json                                       text       (timed sentences, with word timings when the subtitles have them)
     clean.json, frames/NNN.jpg, story.json          assemble   (the finished story, story.json last)
 

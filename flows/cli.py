@@ -33,6 +33,11 @@ def _prefect_defaults() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LOGGERS_PREFECT_FLOW_RUNS_LEVEL", "INFO")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    # For the temporary API server Prefect starts when no PREFECT_API_URL is set (it inherits this
+    # environment): record task runs in batches, not one SQLite insert per state change. A run's task
+    # runs then appear up to 5 s late; the server writes what is left when it stops. This halved the
+    # server's CPU per task run (bench/scale_ingest.py); set it on your own `prefect server start` too.
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
 
 
 def _ingest(args: argparse.Namespace) -> int:

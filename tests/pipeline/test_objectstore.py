@@ -102,6 +102,38 @@ def test_publish_uploads_once_then_touches_nothing_and_removes_stale_shards_afte
     assert writes == [("PUT", "shards/train-000000.tar"), ("PUT", "manifest.json"), ("DELETE", "shards/train-000001.tar")]
 
 
+def test_a_shard_too_big_for_one_put_goes_up_in_parts_with_its_checksum(tmp_path, s3_server):
+    """Shards reach ``shards.max_shard_bytes`` (256 MiB by default): s3fs uploads anything over twice
+    its 50 MiB part size as a multipart upload. The object appears whole when the upload completes
+    (a store that fails the parts leaves nothing under the name), carries the same sha256 metadata,
+    and the next publish leaves it alone."""
+    url = f"s3://{bucket(s3_server)}/ds"
+    part = 50 * 2**20
+    big = bytes(range(256)) * ((2 * part + 4096) // 256)  # three parts: 50 + 50 MiB + the rest
+    layout = make_dataset(tmp_path / "ds", {"train-000000.tar": big, "test-000000.tar": b"small"})
+    # the store refuses every part: the upload is begun, never completed, and nothing has the name
+    s3_server.fail(1000, methods=("PUT",))
+    with pytest.raises(StorageError):
+        ObjectStore(url, retries=1, backoff_s=0.01).upload(layout.root / "shards/train-000000.tar",
+                                                           "shards/train-000000.tar", "0" * 64)
+    assert any(method == "POST" and "/ds/shards/train" in path for method, path in s3_server.requests())
+    assert remote_files(url) == {}
+
+    s3_server.clear()
+    publish(layout, ObjectStore(url, retries=1, backoff_s=0.01))
+    calls = [(method, path.split("/ds/", 1)[1]) for method, path in s3_server.requests() if "/ds/shards/train" in path]
+    parts = [path for method, path in calls if method == "PUT"]
+    assert len(parts) == 3 and all("partNumber=" in path for path in parts)  # UploadPart x3
+    assert [path.split("?")[1].split("=")[0] for method, path in calls if method == "POST"] == ["uploads", "uploadId"]
+    store = ObjectStore(url, retries=1, backoff_s=0.01)
+    assert store.stored_sha256("shards/train-000000.tar") == hashlib.sha256(big).hexdigest()
+    assert remote_files(url)["shards/train-000000.tar"] == big
+
+    s3_server.clear()
+    again = publish(layout, store)
+    assert again.uploaded == () and s3_server.requests("PUT") == []
+
+
 def test_store_errors_for_a_while_are_retried_and_an_outage_leaves_no_partial_object(tmp_path, s3_server):
     url = f"s3://{bucket(s3_server)}/ds"
     layout = make_dataset(tmp_path / "ds", {"train-000000.tar": b"x" * 2048, "test-000000.tar": b"y" * 1024})

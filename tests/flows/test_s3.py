@@ -3,7 +3,8 @@
 ``--out s3://...``; the objects equal a local run's files byte for byte; a rerun writes no object;
 the store failing for a while is survived, and an outage is finished by a rerun with the same
 bytes and no partial object; the shards read back through webdataset over fsspec and through
-the StoryGen trainer's data loading from ``--dataset s3://...``."""
+the StoryGen trainer's data loading from ``--dataset s3://...``; the same run on a Dask cluster
+writes the same objects."""
 
 from __future__ import annotations
 
@@ -132,6 +133,28 @@ def test_store_errors_for_a_while_are_survived_and_an_outage_is_finished_by_a_re
     assert ingest_s3(sources, "s3://out/c/ds", work) == 0
     remote = objects("s3://out/c/ds")
     assert {name: remote[name] for name in expected} == expected
+
+
+def test_a_dask_run_reads_its_sources_from_the_store_and_writes_the_same_objects(sources, runs, s3_server, tmp_path):
+    """``--executor dask`` with a remote ``--out``: a local cluster's worker processes (started for the
+    run, with the environment that points them at the store) fetch the sources from the store and
+    build the sources' work folders in ``--work-dir``; the flow publishes: the same objects."""
+    pytest.importorskip("distributed")
+    pytest.importorskip("prefect_dask")
+    local, _ = runs
+    sources_file, config = sources
+    work = tmp_path / "work"
+    assert storyloom(["ingest", str(sources_file), "--out", "s3://out/dask/ds", "--work-dir", str(work),
+                      "--config", str(config), "--executor", "dask", "--dask-workers", "1"]) == 0
+    remote = objects("s3://out/dask/ds")
+    expected = dataset_files(local)
+    assert {name: remote[name] for name in expected} == expected
+    # config.json records how it ran (run.executor: dask); the config that decides the data is the same
+    run_config, local_config = json.loads(remote["config.json"]), json.loads((local / "config.json").read_bytes())
+    assert run_config["config"]["run"]["executor"] == "dask"
+    assert run_config["config_hash"] == local_config["config_hash"]
+    rows = pq.read_table(work / "sources.parquet").to_pylist()
+    assert len(rows) == 3 and {row["status"] for row in rows} == {"ok"}
 
 
 def test_the_shards_read_back_through_webdataset_over_fsspec(runs):

@@ -68,6 +68,10 @@ class KeyframeConfig:
     turn_min_area: float = 0.2  # a page turn (motion, not a blend) sweeps at least this fraction of the frame
     rectify: bool = False  # warp each chosen page flat (the paper's quadrilateral), flag it `rectified`
     decode_threads: int = 1  # 1 is the cheapest in CPU time; processes give the parallelism
+    # decode only the frames other frames are predicted from (most B-frames are not): about half the
+    # decoding CPU on x264-style videos. Pages are found in them as in a lower-frame-rate video; used
+    # only where that leaves at least 12 frames a second, else every frame is decoded.
+    reference_frames_only: bool = False
     # shot mode, for animated or live-action stories (pipeline/video/shots.py). With mode "pages" none of
     # the fields below is read, and they are left out of the config hash and the keyframe stage's key:
     # a config without them (or with them at any value in pages mode) keeps its hash and its outputs.
@@ -80,8 +84,9 @@ class KeyframeConfig:
 
     _SHOT_FIELDS = ("mode", "shot_detector", "shot_threshold", "scenedetect_threshold", "min_shot_s",
                    "auto_still_fraction")
-    # filmed-book fields, left out of the hash at their defaults (the hash a config had before them)
-    _FILMED_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False))
+    # fields added later (filmed books, reference frames), left out of the hash at their defaults
+    # (the hash a config had before them)
+    _FILMED_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False), ("reference_frames_only", False))
 
     def validate(self) -> None:
         _check(16 <= self.analysis_width <= 512, "keyframes.analysis_width must be in [16, 512]")

@@ -417,8 +417,14 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
     import cv2
 
     cv2.setNumThreads(1)  # tiny images: threads cost more CPU than they save
-    with open_video(video_path, cfg.decode_threads) as (container, (stream, has_audio, fps, expected_s, width,
+    with open_video(video_path, cfg.decode_threads) as (container, (stream, has_audio, stream_fps, expected_s, width,
                                                                     height, time_base)):
+        # fps: frames a second the detector sees (its lengths are counted in decoded frames)
+        fps = reference_frame_rate(video_path, stream_fps) if cfg.reference_frames_only else None
+        if fps is None:
+            fps = stream_fps
+        else:
+            stream.codec_context.skip_frame = "NONREF"
         signature = Signature(width, height, cfg.analysis_width)
         window = max(3, int(round(cfg.baseline_window_s * fps)))
         refresh = max(1, int(round(fps / 5)))  # the adaptive threshold moves slowly: update 5x a second
@@ -471,7 +477,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
 
         if not times:
             raise KeyframeError(f"no frames could be decoded from {Path(video_path).name}")
-        duration = times[-1] + 1.0 / fps
+        duration = times[-1] + 1.0 / stream_fps
         if expected_s and duration < 0.9 * expected_s - 1.0:
             raise KeyframeError(
                 f"video {Path(video_path).name} is truncated: frames stop at {duration:.1f} s "
@@ -484,7 +490,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
     return KeyframeResult(
         keyframes=keyframes,
         duration_s=duration,
-        fps=fps,
+        fps=stream_fps,
         frames_decoded=len(times),
         width=width,
         height=height,
@@ -492,8 +498,38 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         time_base=time_base,
         stats={"runs": float(len(runs)), "still_fraction": float(sum(r.end - r.start + 1 for r in runs) / len(times)),
                "turns": float(sum(k.boundary == BOUNDARY_TURN for k in keyframes)),
+               **({"reference_fps": round(fps, 3)} if fps != stream_fps else {}),
                **({"rectified": float(rectified)} if cfg.rectify else {})},
     )
+
+
+MIN_ANALYSIS_FPS = 12.0  # the page detector is checked down to 12 decoded frames a second
+
+
+def reference_frame_rate(video_path: str | Path, fps: float, probe_frames: int = 48) -> float | None:
+    """Reference frames a second in ``video_path`` (measured on its first ``probe_frames`` of them), or
+    None when decoding only those would not pay or would leave the detector too few: a stream
+    without non-reference frames (no B-frames: nothing skipped), or fewer than
+    :data:`MIN_ANALYSIS_FPS` (x264 without B-pyramids keeps one frame in four)."""
+    import av
+
+    times: list[float] = []
+    try:
+        with open_video(video_path, 1) as (container, video):
+            video.stream.codec_context.skip_frame = "NONREF"
+            for frame in container.decode(video.stream):
+                if frame.time is not None:
+                    times.append(float(frame.time))
+                if len(times) >= probe_frames:
+                    break
+    except (av.error.FFmpegError, KeyframeError):
+        return None  # the full decode says what is wrong with the file
+    if len(times) < 8 or times[-1] <= times[0]:
+        return None
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    if rate >= 0.9 * fps or rate < MIN_ANALYSIS_FPS:
+        return None
+    return rate
 
 
 def _expected_duration(container, stream) -> float | None:

@@ -34,12 +34,24 @@ def grey(image: np.ndarray, size=(64, 36)) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=sorted(STYLES))
-def generated(request, tmp_path_factory):
+def video(request, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param)
     pages = [PageSpec(text, 2.4 + 0.3 * (i % 3)) for i, text in enumerate(TEXTS)]
     spec = VideoSpec(pages=pages, seed=7, **STYLES[request.param])
-    truth = write_story_video(out, request.param, spec)
-    return truth, detect_keyframes(truth.video, KeyframeConfig())
+    return write_story_video(out, request.param, spec)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["every-frame", "reference-frames"])
+def generated(request, video):
+    """Pages found decoding every frame, and decoding only reference frames (x264's B-frames are
+    mostly not: about half of them are skipped), which must find the same pages."""
+    result = detect_keyframes(video.video, KeyframeConfig(reference_frames_only=request.param))
+    if request.param:
+        assert 12 <= result.stats["reference_fps"] <= 0.75 * result.fps
+        assert result.frames_decoded <= 0.75 * result.duration_s * result.fps
+    else:
+        assert "reference_fps" not in result.stats
+    return video, result
 
 
 def test_one_keyframe_per_segment_showing_it(generated):
@@ -62,6 +74,21 @@ def test_spans_follow_the_truth(generated):
         assert key.t_end == pytest.approx(segment.t_end, abs=0.3)
         # the chosen frame is settled: inside its segment, clear of the transitions
         assert segment.t_start + 0.1 <= key.frame_time <= segment.t_end - 0.1
+
+
+def test_reference_frames_only_decodes_every_frame_where_skipping_would_not_pay(tmp_path):
+    """A video without B-frames (x264's ultrafast preset): nothing to skip; every frame is decoded
+    and the result is the every-frame one."""
+    import dataclasses
+
+    pages = [PageSpec(text, 2.0) for text in TEXTS[:3]]
+    truth = write_story_video(tmp_path, "flat", VideoSpec(pages=pages, seed=3, style="cut", preset="ultrafast"))
+    every = detect_keyframes(truth.video, KeyframeConfig())
+    reference = detect_keyframes(truth.video, KeyframeConfig(reference_frames_only=True))
+    assert "reference_fps" not in reference.stats and reference.frames_decoded == every.frames_decoded
+    assert [dataclasses.replace(k, image=None) for k in reference.keyframes] == [
+        dataclasses.replace(k, image=None) for k in every.keyframes]
+    assert all(np.array_equal(a.image, b.image) for a, b in zip(reference.keyframes, every.keyframes))
 
 
 def test_fade_between_identical_pictures_is_a_page_turn(tmp_path):

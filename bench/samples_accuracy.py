@@ -1,6 +1,6 @@
 """Accuracy and wall time of `storyloom ingest` on the real read-aloud samples, served on loopback.
 
-Usage: python bench/samples_accuracy.py [--samples DIR] [--captions clean|auto|both] [--keep]
+Usage: python bench/samples_accuracy.py [--samples DIR] [--captions clean|auto|both] [--config FILE] [--keep]
 
 Each sample NAME.mp4 (+ NAME.LANG.vtt, NAME.truth.json) is offered as an HTML page with a
 <video> and a subtitle <track>, from an http.server on 127.0.0.1; `storyloom ingest` (a
@@ -169,7 +169,7 @@ def evaluate(story: dict, frames_dir: Path, truth: dict, video: Path, captions: 
     }
 
 
-def run_kind(samples: Path, tmp: Path, captions: str) -> np.ndarray:
+def run_kind(samples: Path, tmp: Path, captions: str, config: Path | None = None) -> np.ndarray:
     """Serve the samples with ``captions`` subtitles, ingest them, print the table; the totals."""
     site = tmp / captions / "site"
     site.mkdir(parents=True)
@@ -180,7 +180,8 @@ def run_kind(samples: Path, tmp: Path, captions: str) -> np.ndarray:
         env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING"}
         storyloom = Path(sys.executable).with_name("storyloom")
         start = time.perf_counter()
-        subprocess.run([str(storyloom), "ingest", str(sources), "--out", str(out)], check=True, env=env)
+        options = ["--config", str(config)] if config else []
+        subprocess.run([str(storyloom), "ingest", str(sources), "--out", str(out), *options], check=True, env=env)
         wall = time.perf_counter() - start
     finally:
         server.shutdown()
@@ -206,13 +207,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--captions", choices=("clean", "auto", "both"), default="both",
                         help="which subtitles to serve: the clean per-page VTT, YouTube-style auto captions, or both")
     parser.add_argument("--keep", action="store_true", help="keep the output directory")
+    parser.add_argument("--config", type=lambda p: Path(p).resolve(),
+                        help="an ingest config for the runs (e.g. keyframes.reference_frames_only: true)")
     args = parser.parse_args(argv)
     if not any(args.samples.glob("*.truth.json")):
         parser.error(f"no samples (NAME.truth.json) in {args.samples}")
     tmp = Path(tempfile.mkdtemp(prefix="storyloom-bench-"))
     kinds = ("clean", "auto") if args.captions == "both" else (args.captions,)
     try:
-        results = {kind: run_kind(args.samples, tmp, kind) for kind in kinds}
+        results = {kind: run_kind(args.samples, tmp, kind, args.config) for kind in kinds}
         if len(results) > 1:
             print(f"\n{'captions':<10} {'pages found':>11} {'extra':>5} {'texts right':>11} {'low align':>9}")
             for kind, t in results.items():

@@ -69,9 +69,9 @@ class KeyframeConfig:
     rectify: bool = False  # warp each chosen page flat (the paper's quadrilateral), flag it `rectified`
     decode_threads: int = 1  # 1 is the cheapest in CPU time; processes give the parallelism
     # decode only the frames other frames are predicted from (most B-frames are not): about half the
-    # decoding CPU on x264-style videos. Pages are found in them as in a lower-frame-rate video; used
-    # only where that leaves at least 12 frames a second, else every frame is decoded.
-    reference_frames_only: bool = False
+    # decoding CPU on H.264/HEVC/AV1 videos. Pages are found in them as in a lower-frame-rate video; used
+    # only where that leaves at least 12 frames a second, else every frame is decoded (false: always).
+    reference_frames_only: bool = True
     # shot mode, for animated or live-action stories (pipeline/video/shots.py). With mode "pages" none of
     # the fields below is read, and they are left out of the config hash and the keyframe stage's key:
     # a config without them (or with them at any value in pages mode) keeps its hash and its outputs.
@@ -86,7 +86,7 @@ class KeyframeConfig:
                    "auto_still_fraction")
     # fields added later (filmed books, reference frames), left out of the hash at their defaults
     # (the hash a config had before them)
-    _FILMED_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False), ("reference_frames_only", False))
+    _FILMED_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False), ("reference_frames_only", True))
 
     def validate(self) -> None:
         _check(16 <= self.analysis_width <= 512, "keyframes.analysis_width must be in [16, 512]")

@@ -9,7 +9,11 @@ as low as one step of a cross-fade. This detector works the other way round. It 
 runs* (frames that barely change from the one before) and then decides which neighbouring runs
 show different pages:
 
-1. One decoding pass with PyAV (single-threaded by default: cheapest in CPU time). Each frame's
+1. One decoding pass with PyAV (single-threaded by default: cheapest in CPU time), of the
+   reference frames only where that leaves at least ``MIN_ANALYSIS_FPS`` of them a second
+   (``reference_frames_only``, the default: H.264, HEVC and AV1 encoders leave about half of the
+   frames unreferenced, and skipping them halves the decoding; every length below is counted at
+   the rate of the frames decoded, as in a video of that frame rate). Each frame's
    luma plane becomes a small grey signature (``analysis_width`` wide: every few rows, whole
    rows area-averaged). Its change ``d`` from the frame before is the mean absolute difference
    less the exposure offset. When that is not small, the two signatures are smoothed and one
@@ -98,7 +102,7 @@ BOUNDARY_TURN = "turn"  # a page turned by hand (a filmed book)
 _MAX_GAIN = 0.04  # exposure gain a frame may change by and still be still (a fade step is more)
 _EXPLAINED = 0.4  # a frame's change this much explained by exposure and camera shift is judged by what is left
 _DRIFTED = 0.4  # two still runs this much alike once exposure and camera drift are taken out are one page
-_SKIN_TOLERANCE = 0.015  # runs whose extra skin is within this fraction of the frame of the least count as unoccluded
+_SKIN_TOLERANCE = 0.01  # runs whose extra skin is within this fraction of the frame of the least count as unoccluded
 _SETTLE_S = 0.3  # after a page turn, frames this close to it are never chosen
 _BLIP_S = 0.24  # a still run survives this long a stretch of soft changes that come back to its picture
 _GAP_FRAMES = 48  # signatures kept per gap for the blend test (stride doubles beyond)

@@ -83,7 +83,7 @@ def test_reference_frames_only_decodes_every_frame_where_skipping_would_not_pay(
 
     pages = [PageSpec(text, 2.0) for text in TEXTS[:3]]
     truth = write_story_video(tmp_path, "flat", VideoSpec(pages=pages, seed=3, style="cut", preset="ultrafast"))
-    every = detect_keyframes(truth.video, KeyframeConfig())
+    every = detect_keyframes(truth.video, KeyframeConfig(reference_frames_only=False))
     reference = detect_keyframes(truth.video, KeyframeConfig(reference_frames_only=True))
     assert "reference_fps" not in reference.stats and reference.frames_decoded == every.frames_decoded
     assert [dataclasses.replace(k, image=None) for k in reference.keyframes] == [

@@ -86,7 +86,7 @@ class KeyframeConfig:
                    "auto_still_fraction")
     # fields added later (filmed books, reference frames), left out of the hash at their defaults
     # (the hash a config had before them)
-    _FILMED_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False), ("reference_frames_only", True))
+    _LATER_DEFAULTS = (("turn_min_area", 0.2), ("rectify", False), ("reference_frames_only", True))
 
     def validate(self) -> None:
         _check(16 <= self.analysis_width <= 512, "keyframes.analysis_width must be in [16, 512]")
@@ -115,7 +115,7 @@ class KeyframeConfig:
         if self.mode == "pages":
             for name in self._SHOT_FIELDS:
                 data.pop(name)
-        for name, default in self._FILMED_DEFAULTS:
+        for name, default in self._LATER_DEFAULTS:
             if data[name] == default:
                 data.pop(name)
         return data

@@ -423,12 +423,10 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
     cv2.setNumThreads(1)  # tiny images: threads cost more CPU than they save
     with open_video(video_path, cfg.decode_threads) as (container, (stream, has_audio, stream_fps, expected_s, width,
                                                                     height, time_base)):
-        # fps: frames a second the detector sees (its lengths are counted in decoded frames)
-        fps = reference_frame_rate(video_path, stream_fps) if cfg.reference_frames_only else None
-        if fps is None:
-            fps = stream_fps
-        else:
+        reference_fps = reference_frame_rate(video_path, stream_fps) if cfg.reference_frames_only else None
+        if reference_fps:
             stream.codec_context.skip_frame = "NONREF"
+        fps = reference_fps or stream_fps  # frames a second the detector sees: its lengths count decoded frames
         signature = Signature(width, height, cfg.analysis_width)
         window = max(3, int(round(cfg.baseline_window_s * fps)))
         refresh = max(1, int(round(fps / 5)))  # the adaptive threshold moves slowly: update 5x a second
@@ -502,7 +500,7 @@ def detect_keyframes(video_path: str | Path, cfg: KeyframeConfig) -> KeyframeRes
         time_base=time_base,
         stats={"runs": float(len(runs)), "still_fraction": float(sum(r.end - r.start + 1 for r in runs) / len(times)),
                "turns": float(sum(k.boundary == BOUNDARY_TURN for k in keyframes)),
-               **({"reference_fps": round(fps, 3)} if fps != stream_fps else {}),
+               **({"reference_fps": round(reference_fps, 3)} if reference_fps else {}),
                **({"rectified": float(rectified)} if cfg.rectify else {})},
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import socket
 import threading
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +24,13 @@ except ImportError:  # the core install has no torch: model tests skip themselve
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format, *args):  # noqa: A002 - signature fixed by the base class
         pass
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on now (for a server a test starts)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 class StaticServer:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ from flows.cli import main as storyloom  # noqa: E402
 from pipeline.synthetic import write_story_video  # noqa: E402
 from tests.bookgen.epub import write_epub  # noqa: E402
 from tests.bookgen.pdf import write_pdf  # noqa: E402
-from tests.conftest import StaticServer, dataset_files  # noqa: E402
+from tests.conftest import StaticServer, dataset_files, free_port  # noqa: E402
 from tests.flows.test_video import read_stories, spec  # noqa: E402
 
 CONFIG = {"shards": {"max_stories_per_shard": 2, "test_fraction": 0.0}, "fetch": {"retries": 1, "backoff_s": 0.05}}
@@ -114,12 +113,6 @@ def same_dataset(out: Path, expected: Path) -> None:
 def story_ids(out: Path) -> list[str]:
     return [row["story_id"] for row in pq.read_table(out / "catalog.parquet", columns=["story_id", "frame"]).to_pylist()
             if row["frame"] == 0]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize("options, run, message", [

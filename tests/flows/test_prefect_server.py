@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,14 +15,8 @@ import pytest
 
 from pipeline.synthetic import write_story_video
 from tests.bookgen.pdf import write_pdf
-from tests.conftest import StaticServer, dataset_files
+from tests.conftest import StaticServer, dataset_files, free_port
 from tests.flows.test_video import spec
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,14 +11,9 @@ import torch
 import torch.multiprocessing as mp
 
 from model.config import StoryGenConfig
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
@@ -39,7 +33,7 @@ def test_two_gloo_processes_take_the_same_ddp_steps(story_dataset, tiny_sd, tmp_
     overrides = [f"model.pretrained={tiny_sd}", f"data.dataset={story_dataset}", "data.resolution=32",
                  "data.num_workers=0", "data.window_shuffle=4", "train.stage=2", "train.batch_size=2",
                  "train.max_steps=2", "train.lr=1e-3", "train.sample_every=0", f"train.output_dir={run}"]
-    mp.start_processes(_worker, args=(2, _free_port(), overrides, str(tmp_path)), nprocs=2, join=True,
+    mp.start_processes(_worker, args=(2, free_port(), overrides, str(tmp_path)), nprocs=2, join=True,
                        start_method="spawn")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
     assert [r["world_size"] for r in ranks] == [2, 2] and ranks[0]["backend"] == "gloo"

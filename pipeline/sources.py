@@ -14,7 +14,6 @@ or ``language`` given there (or in the entry) wins over what the site reports.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from pipeline.objectstore import is_store_source, local_path, store_identity, url_scheme
 from pipeline.output.contract import make_story_id
-from pipeline.video.ytdlp import FetchError, extract_flat
+from pipeline.video.ytdlp import FetchError, extract_flat, extractor_for
 
 KINDS = ("video", "playlist", "channel", "search", "ebook")
 LICENSES = ("CC-BY", "CC-BY-SA", "CC-BY-NC", "CC-BY-NC-SA", "CC-BY-ND", "CC-BY-NC-ND", "CC0", "public-domain")
@@ -198,25 +197,13 @@ def _url_stem(url: str) -> str:
     return stem[:60]
 
 
-@functools.lru_cache(maxsize=4096)
-def _extractor_for(url: str) -> Any | None:
-    """yt-dlp's extractor for ``url`` (not the generic one), or None: a scan of ~1,900 URL patterns
-    (milliseconds), asked two or three times per entry (its kind, its id), so remembered."""
-    from yt_dlp.extractor import gen_extractor_classes
-
-    for ie in gen_extractor_classes():
-        if ie.ie_key() != "Generic" and ie.suitable(url):
-            return ie
-    return None
-
-
 def url_source_id(url: str, extractor_key: str | None = None, video_id: str | None = None) -> str:
     """``youtube-abc123`` for sites yt-dlp knows; ``generic-<stem>-<8 hex of the URL>`` otherwise.
 
     Generic ids ("index", "video", "page-1") repeat across sites, so they carry a URL hash.
     """
     if extractor_key is None or video_id is None:
-        ie = _extractor_for(url) if not _SEARCH_PREFIX.match(url) else None
+        ie = extractor_for(url) if not _SEARCH_PREFIX.match(url) else None
         temp_id = ie.get_temp_id(url) if ie is not None else None
         if ie is not None and temp_id:
             extractor_key, video_id = ie.ie_key(), temp_id
@@ -242,7 +229,7 @@ def guess_kind(entry: SourceEntry) -> str:
         return "ebook"
     if suffix in VIDEO_EXTENSIONS:
         return "video"
-    ie = _extractor_for(url)
+    ie = extractor_for(url)
     return "video" if ie is not None and ie.is_single_video(url) else "auto"
 
 

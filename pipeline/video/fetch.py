@@ -34,7 +34,8 @@ from pipeline.objectstore import fetch_object, is_store_source, store_siblings, 
 from pipeline.records import FetchedMedia, SubtitleTrack
 from pipeline.sources import SourceDefaults, SourceItem, check_policy, normalize_license
 from pipeline.storage import atomic_write_json, file_sha256, read_json
-from pipeline.video.ytdlp import FetchError, YtDlpLogger, classify, extract_flat, open_ydl, with_retries, ydl_params
+from pipeline.video.ytdlp import (FetchError, YtDlpLogger, classify, extract_flat, extractor_key, open_ydl, with_retries,
+                                  ydl_params)
 
 log = logging.getLogger(__name__)
 SUBTITLE_FORMATS = ("vtt", "srt")
@@ -62,7 +63,7 @@ def probe(item: SourceItem, cfg: FetchConfig) -> dict[str, Any]:
                 # a list entry: resolve it the way yt-dlp would, keeping the list's title/duration
                 info = ydl.process_ie_result(dict(item.info), download=False)
             else:
-                info = ydl.extract_info(url, download=False)
+                info = ydl.extract_info(url, download=False, ie_key=extractor_key(url))
             entries = [e for e in (info or {}).get("entries") or [] if e]
             if info and info.get("_type") in ("playlist", "multi_video"):
                 if len(entries) != 1:

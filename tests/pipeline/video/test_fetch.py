@@ -370,3 +370,41 @@ def test_youtubedls_share_ssl_contexts(site, tmp_path):
     assert common.make_ssl_context(**settings) is first
     assert common.make_ssl_context(**{**settings, "legacy_support": True}) is not first
     assert fetch_video(video_item(site.url("v.mp4")), tmp_path / "d", CFG).video_path  # downloads still work
+
+
+@pytest.mark.parametrize("url", ["https://www.youtube.com/watch?v=dQw4w9WgXcQ", "https://vimeo.com/76979871",
+                                 "http://127.0.0.1:8000/story/page.html", "ytsearch3:bedtime stories",
+                                 "https://www.youtube.com/playlist?list=PLx0sYbCqOb8TBPRdmBHs5Iftvv9TPboYG"])
+def test_the_extractor_handed_to_yt_dlp_is_the_one_it_would_choose(url):
+    """``extractor_key`` spares yt-dlp its own scan of every URL pattern: it must name the extractor
+    that scan picks (the first suitable one of a YoutubeDL's list, Generic last)."""
+    import yt_dlp
+
+    from pipeline.video.ytdlp import extractor_key
+
+    with yt_dlp.YoutubeDL({"quiet": True}) as ydl:
+        chosen = next(key for key, ie in ydl._ies.items() if ie.suitable(url))
+    assert extractor_key(url) == chosen
+
+
+def test_print_templates_still_print_and_are_not_rendered_without_one(site, tmp_path, capsys, monkeypatch):
+    """YoutubeDL renders its tables for ``--print`` at every step; storyloom's skips that unless a
+    template is set, and with one set prints exactly as yt-dlp does."""
+    import yt_dlp
+
+    from pipeline.video.ytdlp import YtDlpLogger, open_ydl, ydl_params
+
+    rendered = []
+    original = yt_dlp.YoutubeDL.render_formats_table
+    monkeypatch.setattr(yt_dlp.YoutubeDL, "render_formats_table", lambda self, info: rendered.append(1) or original(self, info))
+    with open_ydl(ydl_params(CFG, YtDlpLogger("t"))) as ydl:
+        info = ydl.extract_info(site.url("v.mp4"), download=False)
+    assert info["id"] and rendered == []
+    with open_ydl(ydl_params(CFG, YtDlpLogger("t"), simulate=True)) as ydl:
+        ydl.extract_info(site.url("v.mp4"), download=True)  # every step, nothing written
+    assert rendered == []
+    for printing in ({"forceprint": {"video": ["title=%(title)s"]}}, {"forcetitle": True}):
+        with open_ydl(ydl_params(CFG, YtDlpLogger("t"), simulate=True, **printing)) as ydl:
+            ydl.extract_info(site.url("v.mp4"), download=True)
+        assert capsys.readouterr().out.splitlines() == [f"title={info['title']}" if "forceprint" in printing else info["title"]]
+    assert rendered

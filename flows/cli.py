@@ -38,6 +38,10 @@ def _prefect_defaults() -> None:
     # runs then appear up to 5 s late; the server writes what is left when it stops. This cut the
     # server's CPU in a 200-source run from 66 to 28 CPU-s (bench/scale_ingest.py).
     os.environ.setdefault("PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE", "100")
+    # ... and no automations service: it matches every event (three per task run) against the
+    # automations in the server's database, and a server that lives for one run has none to act
+    # on in time. 3.7 of the server's 23 CPU-s in a 100-source run (bench/scale_ingest.py).
+    os.environ.setdefault("PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED", "false")
 
 
 def _ingest(args: argparse.Namespace) -> int:

@@ -98,7 +98,8 @@ FETCH = Stage("fetch", 1, _fetch_settings, outputs=(FETCH_RECORD, "video.*", STO
 # 3: each keyframe's pts and the stream's time base (found again exactly by a manifest rebuild)
 # 4: keyframes stored raw + zstd (pipeline.frames.encode.encode_raw), not PNG: 15x cheaper to write
 # 5: only reference frames decoded by default (keyframes.reference_frames_only)
-KEYFRAMES = Stage("keyframes", 5, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
+# 6: the reference rate measured on 16 reference frames, not 48 (the detector's lengths follow it)
+KEYFRAMES = Stage("keyframes", 6, _keyframe_settings, outputs=(KEYFRAMES_DIR,), after=("fetch",))
 TEXT = Stage("text", 2, _text_settings, outputs=(TEXT_INDEX,), after=("fetch",))
 ASSEMBLE = Stage("assemble", 2, _assemble_settings, outputs=(CLEAN_INDEX, FRAMES_DIR, STORY_FILE),
                  after=("keyframes", "text"))

@@ -254,5 +254,11 @@ class SourceRun:
         self.result.error = message if not self.result.error else f"{self.result.error}; {message}"
 
     def finish(self) -> SourceResult:
-        """Write the source's marker (last) and return its row."""
+        """Write the source's marker (last) and return its row.
+
+        The stages' outputs are let go: the files hold them now, and the orchestrator may keep
+        every object a task returned until the run ends (Prefect records each task's result for
+        its dependency graph), so a finished source would otherwise hold its keyframes, text and
+        story in memory for the rest of the run."""
+        self.outputs.clear()
         return self.work.finish(self.result, self.permanent)

@@ -193,3 +193,21 @@ def test_stage_errors_keep_their_fields_across_processes():
     skip = pickle.loads(pickle.dumps(StageError("not allowed", skipped=True)))
     assert skip.skipped and skip.permanent and skip.status == "skipped"
     assert StageError("x", permanent=False).status == "failed"
+
+
+def test_a_finished_run_lets_go_of_its_stage_outputs(tmp_path):
+    """The orchestrator may keep every task's returned run until the flow ends (Prefect does, for its
+    dependency graph): once the marker is written the run must not keep what its stages made."""
+    import gc
+    import weakref
+
+    class Keyframes(list):  # stands for a stage's output: keyframes, a transcript, a story
+        pass
+
+    run = SourceRun.start(ITEM, SourceWork(tmp_path, STAGES, cfg(), ITEM))
+    made = weakref.ref(run.step("first", lambda r: Keyframes(range(1000))))
+    assert made() is not None
+    result = run.finish()
+    gc.collect()
+    assert made() is None and run.outputs == {}
+    assert result.status == "ok" and (tmp_path / DONE_MARKER).is_file()

@@ -103,3 +103,39 @@ def test_an_ingest_against_prefect_server_start_is_recorded_there(prefect_server
     assert sorted(run["name"].rsplit("-", 1)[0] for run in runs) == [
         "book-assemble", "book-fetch", "book-parse", "expand", "expand", "fetch", "keyframes", "text-assemble",
         "write-dataset"]
+
+
+def test_prefects_temporary_server_records_every_task_run_with_storyloom_settings(tmp_path):
+    """Without ``PREFECT_API_URL`` Prefect starts a temporary server; storyloom's CLI runs it with
+    batched task-run records and without the automations and event-history services. Every task
+    run, its three states and the run's logs must still be in its database when the run is over
+    (the last batch is written as the server stops)."""
+    import sqlite3
+
+    site = tmp_path / "site"
+    site.mkdir()
+    write_story_video(site, "tale", spec(53, pages=3, style="cut"))
+    write_pdf(site / "book.pdf", "below", seed=54)
+    static = StaticServer(site)
+    try:
+        sources = tmp_path / "sources.yaml"
+        sources.write_text("defaults:\n  license: CC0\n  language: en\nsources:\n"
+                           f"  - url: {static.url('tale.html')}\n  - path: {site / 'book.pdf'}\n")
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home")}
+        env.pop("PREFECT_API_URL", None)
+        done = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(tmp_path / "out")],
+                              env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert done.returncode == 0, done.stderr[-2000:]
+    finally:
+        static.close()
+    assert "Error flushing" not in done.stderr, done.stderr[-2000:]
+    with sqlite3.connect(tmp_path / "home" / "prefect.db") as db:
+        assert db.execute("select name, state_type from flow_run").fetchall()[0][1] == "COMPLETED"
+        runs = db.execute("select id, name, state_type from task_run").fetchall()
+        assert sorted(name.rsplit("-", 1)[0] for _, name, _ in runs) == [
+            "book-assemble", "book-fetch", "book-parse", "expand", "expand", "fetch", "keyframes", "text-assemble",
+            "write-dataset"]
+        assert {state for _, _, state in runs} == {"COMPLETED"}
+        states = dict(db.execute("select task_run_id, count(*) from task_run_state group by task_run_id").fetchall())
+        assert sorted(states.values()) == [3] * len(runs)  # pending, running, completed
+        assert any("ingest done" in message for (message,) in db.execute("select message from log"))

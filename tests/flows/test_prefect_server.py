@@ -67,20 +67,26 @@ def task_runs(api: str, flow_run_id: str, expected: int, timeout_s: float = 30) 
         time.sleep(0.5)
 
 
+def video_page_and_book(tmp_path: Path, seed: int) -> tuple[StaticServer, Path]:
+    """A sources file of two entries: a video page on a loopback site (served until ``close``) and a PDF book."""
+    site = tmp_path / "site"
+    site.mkdir()
+    write_story_video(site, "tale", spec(seed, pages=3, style="cut"))
+    write_pdf(site / "book.pdf", "below", seed=seed + 1)
+    static = StaticServer(site)
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("defaults:\n  license: CC0\n  language: en\nsources:\n"
+                       f"  - url: {static.url('tale.html')}\n  - path: {site / 'book.pdf'}\n")
+    return static, sources
+
+
 def test_an_ingest_against_prefect_server_start_is_recorded_there(prefect_server, tmp_path, prefect_harness):
     import httpx
 
     from flows.cli import main as storyloom
 
-    site = tmp_path / "site"
-    site.mkdir()
-    write_story_video(site, "tale", spec(51, pages=3, style="cut"))
-    write_pdf(site / "book.pdf", "below", seed=52)
-    static = StaticServer(site)
+    static, sources = video_page_and_book(tmp_path, seed=51)
     try:
-        sources = tmp_path / "sources.yaml"
-        sources.write_text("defaults:\n  license: CC0\n  language: en\nsources:\n"
-                           f"  - url: {static.url('tale.html')}\n  - path: {site / 'book.pdf'}\n")
         out = tmp_path / "out"
         env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home")}
         done = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out)],
@@ -112,15 +118,8 @@ def test_prefects_temporary_server_records_every_task_run_with_storyloom_setting
     (the last batch is written as the server stops)."""
     import sqlite3
 
-    site = tmp_path / "site"
-    site.mkdir()
-    write_story_video(site, "tale", spec(53, pages=3, style="cut"))
-    write_pdf(site / "book.pdf", "below", seed=54)
-    static = StaticServer(site)
+    static, sources = video_page_and_book(tmp_path, seed=53)
     try:
-        sources = tmp_path / "sources.yaml"
-        sources.write_text("defaults:\n  license: CC0\n  language: en\nsources:\n"
-                           f"  - url: {static.url('tale.html')}\n  - path: {site / 'book.pdf'}\n")
         env = {**os.environ, "PREFECT_HOME": str(tmp_path / "home")}
         env.pop("PREFECT_API_URL", None)
         done = subprocess.run([sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(tmp_path / "out")],

@@ -338,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         cores = len(os.sched_getaffinity(0))  # the cores the ingest may use (a taskset or container share)
         videos = [video for _, video in made]
         # the references are measured before and after the ingest and averaged: on a shared machine
-        # what a CPU-second decodes drifts (the same decodes took 100-154 CPU-s in one afternoon)
+        # what a CPU-second decodes drifts (the same decodes took 95-181 CPU-s in one afternoon)
         before = ffmpeg_reference(videos, examples), ffmpeg_reference(videos, examples, at_once=cores)
         out = workdir / "out"
         figures = run_ingest(sources, out, config, checkpoints, args.prefect_home)
@@ -347,8 +347,8 @@ def main(argv: list[str] | None = None) -> int:
         after = ffmpeg_reference(videos, examples), ffmpeg_reference(videos, examples, at_once=cores)
         reference, loaded = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
         cpu = max(figures["cpu_s"], figures["cpu_polled_s"])
-        figures.update(ffmpeg_before_after_s=[before[0], after[0]], ffmpeg_loaded_before_after_s=[before[1], after[1]])
-        figures.update(sources=args.sources, cores=cores, ffmpeg_cpu_s=reference, ffmpeg_loaded_cpu_s=loaded,
+        figures.update(ffmpeg_before_after_s=[before[0], after[0]], ffmpeg_loaded_before_after_s=[before[1], after[1]],
+                       sources=args.sources, cores=cores, ffmpeg_cpu_s=reference, ffmpeg_loaded_cpu_s=loaded,
                        utilisation=figures["wall_s"] / (cpu / cores), cpu_cost=cpu / reference,
                        cpu_cost_loaded=cpu / loaded,
                        stage_wall_s=stage_seconds(out))

@@ -256,19 +256,18 @@ def extract_flat(url: str, cfg: FetchConfig, limit: int | None = None) -> dict[s
 
 @functools.lru_cache(maxsize=4096)
 def extractor_for(url: str) -> Any | None:
-    """yt-dlp's extractor for ``url`` (not the generic one), or None: a scan of ~1,900 URL patterns
+    """yt-dlp's extractor class for ``url`` (not the generic one), or None: the first that fits of the
+    list every YoutubeDL of :func:`open_ydl` holds, in its order; a scan of ~1,900 URL patterns
     (~15 ms of CPU), asked several times per entry (its kind, its id, its listing), so remembered."""
-    from yt_dlp.extractor import gen_extractor_classes
-
-    for ie in gen_extractor_classes():
+    for ie in _default_extractors():
         if ie.ie_key() != "Generic" and ie.suitable(url):
-            return ie
+            return ie if isinstance(ie, type) else type(ie)
     return None
 
 
 def extractor_key(url: str) -> str:
     """The key of the extractor yt-dlp would choose for ``url``, to hand to ``extract_info``: it
-    would otherwise scan the same ~1,900 patterns again, in the same order (its default list is
-    ``gen_extractor_classes()``, :func:`open_ydl`), and take the first that fits, Generic last."""
+    would otherwise scan the same list (:func:`extractor_for`) again and take the first that
+    fits, Generic last."""
     ie = extractor_for(url)
     return ie.ie_key() if ie is not None else "Generic"

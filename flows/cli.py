@@ -19,10 +19,14 @@ they end up in ``DIR/sources.parquet``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
+from typing import Iterator
+
+from flows.api_server import TemporaryAPI, TemporaryAPIError
 
 log = logging.getLogger("storyloom")
 
@@ -53,21 +57,36 @@ def _prefect_defaults() -> None:
 def _ingest(args: argparse.Namespace) -> int:
     if args.from_manifest or not args.sources:
         return _rebuild(args)
+    _prefect_defaults()  # before anything reads Prefect's settings
     from pipeline.config import ConfigError, IngestConfig
     from pipeline.video.ffmpeg import FFmpegNotFoundError, find_ffmpeg
-    from pipeline.models.loading import ModelLoadError, load_enabled_models
     from pipeline.sources import SourcesError, load_sources
-
-    from flows.executor import check_executor, prefect_api_for_workers, task_runner
 
     try:
         run_settings = _run_settings(args)
         cfg = IngestConfig.load(args.config).with_run(**run_settings)
-        check_executor(cfg)
         load_sources(args.sources)
         find_ffmpeg(cfg.fetch.ffmpeg)
+    except (ConfigError, SourcesError, FFmpegNotFoundError) as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 2
+    api = TemporaryAPI.start()  # starts while the checks below, the imports and the flow's set-up run
+    try:
+        return _run_ingest(args, cfg, run_settings, api)
+    finally:
+        api.stop()
+
+
+def _run_ingest(args: argparse.Namespace, cfg, run_settings: dict, api: TemporaryAPI) -> int:
+    from pipeline.config import ConfigError
+    from pipeline.models.loading import ModelLoadError, load_enabled_models
+
+    from flows.executor import check_executor, task_runner
+
+    try:
+        check_executor(cfg)
         load_enabled_models(cfg.models)  # once per process: the flow below finds them loaded
-    except (ConfigError, SourcesError, FFmpegNotFoundError, ModelLoadError) as exc:
+    except (ConfigError, ModelLoadError) as exc:
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
     try:
@@ -76,18 +95,20 @@ def _ingest(args: argparse.Namespace) -> int:
         print(f"storyloom: {exc}", file=sys.stderr)
         return 2
 
-    _prefect_defaults()
     from flows.ingest import ingest
     from pipeline.objectstore import StorageError
 
     flow = ingest.with_options(task_runner=task_runner(cfg))
     remote = {"work_dir": str(target.local_root), "storage_options": options} if target.remote else {}
     try:
-        with prefect_api_for_workers(cfg):  # Dask workers report to the flow's API, never to one of their own
+        with _prefect_api(api):  # Dask workers get its address with the flow's settings: one server for all
             summary = flow(str(Path(args.sources).resolve()), target.url, args.config and str(Path(args.config).resolve()),
                            run_settings=run_settings or None, **remote)
     except StorageError as exc:  # the store kept failing: everything is in the work dir, a rerun finishes
         print(f"storyloom: writing to {target.url} failed: {exc}; rerun the same command to finish", file=sys.stderr)
+        return 1
+    except TemporaryAPIError as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
         return 1
     for line in book_lines(summary["results"]):
         print(line)
@@ -102,6 +123,27 @@ def _ingest(args: argparse.Namespace) -> int:
         f"(details: {out}/sources.parquet, {out}/card.md){where}"
     )
     return 0
+
+
+@contextlib.contextmanager
+def _prefect_api(api: TemporaryAPI) -> Iterator[None]:
+    """Run what is inside against ``api``'s temporary server, when the command started one."""
+    url = api.url()  # waits for it to answer
+    if url is None:
+        yield
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    try:
+        with temporary_settings({PREFECT_API_URL: url}):
+            yield
+    finally:
+        # what Prefect still has to send (the last logs, the last task runs' events) goes before the
+        # server stops, as prefect_test_harness does: afterwards it would retry a missing server for minutes
+        APILogWorker.drain_all(timeout=10)
+        EventsWorker.drain_all(timeout=10)
 
 
 def _output_target(args: argparse.Namespace):
@@ -184,13 +226,21 @@ def _rebuild(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     _prefect_defaults()
-    from prefect.task_runners import ThreadPoolTaskRunner
+    api = TemporaryAPI.start()  # starts while the flow's imports and set-up run
+    try:
+        from prefect.task_runners import ThreadPoolTaskRunner
 
-    from flows.rebuild import rebuild
+        from flows.rebuild import rebuild
 
-    workers = cfg.run.download_workers + cfg.run.decode_workers + 1  # as ingest: chains wait in worker threads
-    flow = rebuild.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
-    summary = flow(str(Path(args.from_manifest).resolve()), str(out.resolve()))
+        workers = cfg.run.download_workers + cfg.run.decode_workers + 1  # as ingest: chains wait in worker threads
+        flow = rebuild.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))
+        with _prefect_api(api):
+            summary = flow(str(Path(args.from_manifest).resolve()), str(out.resolve()))
+    except TemporaryAPIError as exc:
+        print(f"storyloom: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        api.stop()
     for line in summary["problems"]:
         print(line)
     print(

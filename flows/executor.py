@@ -14,17 +14,16 @@
 
 Every worker must see the run's output directory at the same path (on one machine it does; on
 several, a shared filesystem) and reach the Prefect API the flow uses (``PREFECT_API_URL``; without
-one, :func:`prefect_api_for_workers` starts Prefect's temporary server on 127.0.0.1 for the run,
-which workers on this machine only can reach).
+one, the command line's temporary server on 127.0.0.1, :mod:`flows.api_server`, which workers on
+this machine only can reach).
 """
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import logging
 import os
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 from pipeline.config import ConfigError, IngestConfig
@@ -113,31 +112,6 @@ def stage_lanes(cfg: IngestConfig) -> dict[str, int]:
     """How many steps of each lane run at once (:mod:`flows.inflight`): downloads; process-pool
     stages, one more per worker queued so no worker waits; flow-process stages."""
     return {"download": cfg.run.download_workers, "decode": 2 * cfg.run.decode_workers, "host": cfg.run.decode_workers}
-
-
-@contextlib.contextmanager
-def prefect_api_for_workers(cfg: IngestConfig) -> Iterator[None]:
-    """Give the Dask workers the flow's Prefect API when none is configured.
-
-    Without ``PREFECT_API_URL`` Prefect starts a temporary server for the process that first needs
-    one and keeps its address to that process: each Dask worker would start a server of its own
-    (tens of seconds, on the same SQLite file). So, for a Dask run, the temporary server is started
-    here and its address set for the run, which Prefect passes on to every task it sends to a worker.
-    """
-    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
-
-    if cfg.run.executor != "dask" or get_current_settings().api.url:
-        yield
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()  # the one Prefect itself would start for this process
-    server.start()
-    try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield
-    finally:
-        server.stop()
 
 
 def _warn_if_api_is_local(address: str) -> None:

@@ -42,6 +42,10 @@ class RunResources:
         """The pool and slots of one run; the pool is shut down when the run ends."""
         pool = concurrent.futures.ProcessPoolExecutor(max_workers=cfg.run.decode_workers,
                                                       mp_context=multiprocessing.get_context("spawn"))
+        # start every worker now, importing what decoding needs, while the flow lists and downloads
+        # its first sources (not when the first keyframe task arrives, with a download waiting on it)
+        for _ in range(cfg.run.decode_workers):
+            pool.submit(warm_up_worker)
         try:
             yield cls(decode_pool=pool, model_slots=threading.BoundedSemaphore(cfg.models.max_concurrent),
                       max_models=cfg.models.max_concurrent)
@@ -69,6 +73,18 @@ class RunResources:
         slots = self.model_slots if self.model_slots is not None else process_model_slots(self.max_models)
         with slots:
             yield
+
+
+def warm_up_worker() -> None:
+    """Import the modules of the CPU stage most runs use first (video decoding: PyAV, OpenCV, NumPy).
+    A module that is missing is the stage's to report, with its own message, not this warm-up's."""
+    import importlib
+
+    for name in ("numpy", "av", "cv2", "pipeline.video.stages", "pipeline.video.keyframes"):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            return
 
 
 # made at import, once in each process (functools.cache could build two under a race)

@@ -14,8 +14,10 @@ What it does, in one run:
    them: ``sNNNNN.mp4`` is a copy of one example with a ``free`` box naming the copy appended (valid mp4, distinct bytes and sha256),
    with its subtitles and an HTML page yt-dlp's generic extractor reads. A real
    ``http.server`` on 127.0.0.1 (a thread of this process) serves them.
-2. Runs ``storyloom ingest`` on them as a child process (fresh ``PREFECT_HOME``, so the ephemeral
-   Prefect API starts from an empty database, as a first run does; ``--prefect-home`` reuses one)
+2. Runs ``storyloom ingest`` on them as a child process, with a ``PREFECT_HOME`` of its own whose
+   database exists and is empty (a copy of one prepared once: creating the database is a cost of
+   the first run on a machine, ~10 CPU-s; ``--fresh-prefect-home`` measures that first run,
+   ``--prefect-home`` uses a given one as it is)
    with the default run settings (``--config`` for others) and measures:
    - wall time, and the CPU-seconds of every process of the ingest (the flow process, its decode
      workers, the Prefect API server, ffmpeg/ffprobe: RUSAGE_CHILDREN of this process, which
@@ -262,11 +264,32 @@ class TreeWatch:
             self._stop.wait(self.interval)
 
 
-def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int], prefect_home: Path | None = None) -> dict:
+def prepared_prefect_home(cache: Path) -> Path:
+    """A PREFECT_HOME whose API database exists and holds nothing (made once, in ``cache``).
+
+    Prefect's temporary API server creates its database on its first start (migrations, block
+    types: ~10 CPU-s, ~10 s): a cost of the first run on a machine, not of an ingest. Each measured
+    run gets a copy of this one (an empty database, as after `make run` on a clean machine, without
+    the history that run leaves), unless --fresh-prefect-home or --prefect-home.
+    """
+    import prefect
+
+    home = cache / f"prefect-home-{prefect.__version__}"
+    if (home / "prefect.db").is_file():
+        return home
+    staging = Path(tempfile.mkdtemp(prefix="prefect-home-", dir=cache))
+    start_stop = ("from flows.cli import _prefect_defaults; _prefect_defaults(); from flows.api_server import TemporaryAPI; "
+                  "api = TemporaryAPI.start(); assert api.url(); api.stop()")
+    subprocess.run([sys.executable, "-c", start_stop], cwd=ROOT, check=True,
+                   env={**{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")},
+                        "PREFECT_HOME": str(staging)})
+    staging.rename(home)
+    return home
+
+
+def run_ingest(sources: Path, out: Path, config: Path, checkpoints: list[int], prefect_home: Path) -> dict:
     env = dict(os.environ)
-    # by default an empty API database, as a first run has (the server's start-up then includes
-    # creating it: about 15 CPU-seconds here); --prefect-home reuses one
-    env["PREFECT_HOME"] = str(prefect_home or out.parent / "prefect-home")
+    env["PREFECT_HOME"] = str(prefect_home)
     env.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     cmd = [sys.executable, "-m", "flows.cli", "ingest", str(sources), "--out", str(out), "--config", str(config)]
     machine_before = psutil.cpu_times()
@@ -316,7 +339,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the rendered examples are kept between runs")
     parser.add_argument("--workdir", type=Path, help="where the site and output go (default: a temp dir)")
     parser.add_argument("--prefect-home", type=Path,
-                        help="PREFECT_HOME for the run (default: a new one, so the ephemeral API starts empty)")
+                        help="PREFECT_HOME for the run, used as it is (with its history); default: a copy of one "
+                             "whose database was created and never used, as a machine that ran storyloom before has")
+    parser.add_argument("--fresh-prefect-home", action="store_true",
+                        help="an empty PREFECT_HOME instead: the temporary API server creates its database first, "
+                             "as on the first run on a machine (~10 CPU-s and ~10 s more)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
@@ -341,20 +368,24 @@ def main(argv: list[str] | None = None) -> int:
         # what a CPU-second decodes drifts (the same decodes took 95-181 CPU-s in one afternoon)
         before = ffmpeg_reference(videos, examples), ffmpeg_reference(videos, examples, at_once=cores)
         out = workdir / "out"
-        figures = run_ingest(sources, out, config, checkpoints, args.prefect_home)
+        prefect_home = args.prefect_home or workdir / "prefect-home"
+        if not args.prefect_home and not args.fresh_prefect_home:
+            shutil.copytree(prepared_prefect_home(args.cache), prefect_home)
+        figures = run_ingest(sources, out, config, checkpoints, prefect_home)
         httpd.shutdown()
         httpd.server_close()
         after = ffmpeg_reference(videos, examples), ffmpeg_reference(videos, examples, at_once=cores)
         reference, loaded = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
         cpu = max(figures["cpu_s"], figures["cpu_polled_s"])
         figures.update(ffmpeg_before_after_s=[before[0], after[0]], ffmpeg_loaded_before_after_s=[before[1], after[1]],
-                       sources=args.sources, cores=cores, ffmpeg_cpu_s=reference, ffmpeg_loaded_cpu_s=loaded,
+                       sources=args.sources, cores=cores,
+                       prefect_home="given" if args.prefect_home else "fresh" if args.fresh_prefect_home else "prepared", ffmpeg_cpu_s=reference, ffmpeg_loaded_cpu_s=loaded,
                        utilisation=figures["wall_s"] / (cpu / cores), cpu_cost=cpu / reference,
                        cpu_cost_loaded=cpu / loaded,
                        stage_wall_s=stage_seconds(out))
         print(f"{args.sources} sources ({args.size}, {len(examples)} distinct videos of "
               f"{sum(video_seconds(v) for v in examples) / len(examples):.0f} s on average), {cores} cores (machine busy {figures['machine_busy']:.0%} during the run, "
-              "all users)")
+              f"all users); Prefect home: {figures['prefect_home']}")
         print(f"  wall {figures['wall_s']:.1f} s; ingest CPU {cpu:.1f} s (rusage {figures['cpu_s']:.1f}, "
               f"polled {figures['cpu_polled_s']:.1f}: "
               + ", ".join(f"{k} {v:.1f}" for k, v in sorted(figures["cpu_polled_by_role"].items()))

@@ -259,10 +259,16 @@ def extractor_for(url: str) -> Any | None:
     """yt-dlp's extractor class for ``url`` (not the generic one), or None: the first that fits of the
     list every YoutubeDL of :func:`open_ydl` holds, in its order; a scan of ~1,900 URL patterns
     (~15 ms of CPU), asked several times per entry (its kind, its id, its listing), so remembered."""
-    for ie in _default_extractors():
-        if ie.ie_key() != "Generic" and ie.suitable(url):
+    for ie in _specific_extractors():
+        if ie.suitable(url):
             return ie if isinstance(ie, type) else type(ie)
     return None
+
+
+@functools.lru_cache(maxsize=1)
+def _specific_extractors() -> tuple[Any, ...]:
+    """:func:`_default_extractors` without the generic one (its key looked up once, not per URL and extractor)."""
+    return tuple(ie for ie in _default_extractors() if ie.ie_key() != "Generic")
 
 
 def extractor_key(url: str) -> str:

@@ -108,6 +108,7 @@ def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapp
             future = finished.get()
             source = running.pop(future)
             busy[source.step.lane] -= 1
+            release_task_run(future)
             try:
                 value = future.result()  # a bug in a task raises here
             except Exception as error:  # noqa: BLE001 - only what ``lost`` turns into a row is kept
@@ -115,12 +116,14 @@ def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapp
                 if row is None:
                     raise
                 in_flight -= 1  # the source is over: its row says why, and it has no marker (a rerun tries again)
+                forget_task_results(source.run)
                 yield row
                 continue
             if on_event:
                 on_event("end", source.run.item.source_id, source.step.task.name)
             if source.at == len(source.steps) - 1:
                 in_flight -= 1
+                forget_task_results(source.run, value)
                 yield value
                 continue
             source.run = value
@@ -131,3 +134,43 @@ def run_bounded(sources: Iterable[tuple[SourceRun, Sequence[Step]]], lanes: Mapp
         # an error (or the caller stopping early): let the tasks already running finish, start none
         while running:
             running.pop(finished.get(), None)
+
+
+def forget_task_results(*results: Any) -> None:
+    """Drop the flow run's links from these task results, and their direct parts, to their tasks.
+
+    Prefect links every object a task returns, and each of its direct parts (a dataclass's fields,
+    a tuple's items), to a copy of the task's final state for the rest of the flow run
+    (``FlowRunContext.run_results``): when the object is passed to another task, the link names the
+    upstream task. A finished source's objects go to no other task, so its links only cost memory
+    (a copy of the state per object, ten or so objects per source). A part shared with a source still in flight (an interned string) loses
+    its link too; that only drops an arrow from Prefect's task graph (stage arguments are handed on
+    quoted on the local executor, where Prefect does not look for upstream tasks at all).
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None:
+        return
+    links = context.run_results
+    for result in results:
+        links.pop(id(result), None)
+        parts = vars(result).values() if hasattr(result, "__dict__") else result if isinstance(result, tuple) else ()
+        for part in parts:
+            links.pop(id(part), None)
+
+
+def release_task_run(future: Any) -> None:
+    """Let go of what Prefect's thread-pool task runner keeps for a task run that is over.
+
+    ``ThreadPoolTaskRunner`` keeps a cancel event per task run it was given until the flow ends
+    (``_cancel_events``: an Event with its Condition, lock and deque, ~1 KB; four task runs per
+    source), to set them all if the flow is cancelled; a finished task run has nothing to cancel.
+    Other task runners (Dask's) keep no such map: nothing to do.
+    """
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    events = getattr(getattr(context, "task_runner", None), "_cancel_events", None)
+    if isinstance(events, dict):
+        events.pop(getattr(future, "task_run_id", None), None)

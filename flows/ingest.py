@@ -35,7 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.book import book_steps
 from flows.common import whole_source
 from flows.executor import dask_lanes, stage_lanes
-from flows.inflight import Step, run_bounded
+from flows.inflight import Step, forget_task_results, run_bounded
 from flows.resources import RunResources
 from flows.video import video_steps
 from pipeline import __version__
@@ -146,7 +146,9 @@ def _expand_ahead(sources, cfg: IngestConfig, results: list[SourceResult], logge
     window: collections.deque = collections.deque(
         expand_task.submit(entry, sources.defaults, cfg) for entry in itertools.islice(entries, ahead))
     while window:
-        expanded, failure = window.popleft().result()
+        listed = window.popleft().result()
+        forget_task_results(listed)  # passed to no task: the items go on in new SourceRuns
+        expanded, failure = listed
         following = next(entries, None)
         if following is not None:
             window.append(expand_task.submit(following, sources.defaults, cfg))

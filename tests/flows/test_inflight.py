@@ -12,9 +12,11 @@ from __future__ import annotations
 import concurrent.futures
 import threading
 import time
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import pytest
+from prefect import flow, task
 
 from flows.cli import main as storyloom
 from flows.inflight import Step, run_bounded
@@ -150,3 +152,58 @@ def test_ingest_never_has_more_sources_in_flight_than_the_bound(site, prefect_ha
     files = dataset_files(bounded)
     assert any(name.startswith("shards/") for name in files)
     assert files == dataset_files(unbounded)
+
+
+@dataclass
+class _Item:
+    source_id: str
+
+
+@dataclass
+class _Run:
+    item: _Item
+    outputs: dict = field(default_factory=dict)
+    failed: bool = False
+
+
+@dataclass
+class _Result:
+    source_id: str
+    timings: dict
+
+
+@task
+def _stage(run: _Run) -> _Run:
+    run.outputs["stage"] = [run.item.source_id] * 100
+    return run
+
+
+@task
+def _finish(run: _Run) -> _Result:
+    return _Result(run.item.source_id, {"stage": 0.1})
+
+
+@flow
+def _bounded_flow(count: int) -> tuple[int, int]:
+    from prefect.context import FlowRunContext
+
+    steps = [Step(_stage, (), "decode"), Step(_finish, (), "host")]
+    runs = ((_Run(_Item(f"s{i}")), steps) for i in range(count))
+    done = list(run_bounded(runs, {"decode": 2, "host": 2}, max_in_flight=4, quoted=True))
+    context = FlowRunContext.get()
+    return len(done), len(context.run_results) + len(context.task_runner._cancel_events)
+
+
+def test_a_finished_sources_task_results_are_not_kept_for_the_rest_of_the_flow_run(prefect_harness, monkeypatch):
+    """Prefect links every task's returned object and its fields to the task's state until the flow
+    run ends (FlowRunContext.run_results), and its thread-pool runner keeps a cancel event per task
+    run: a finished source's are dropped, so the flow's memory does not grow with the number of
+    sources it has finished."""
+    import flows.inflight
+
+    assert _bounded_flow(12) == (12, 0)
+    monkeypatch.setattr(flows.inflight, "forget_task_results", lambda *results: None)
+    monkeypatch.setattr(flows.inflight, "release_task_run", lambda future: None)
+    finished, kept = _bounded_flow(12)
+    # without them: the run, its item and outputs, the result and its parts; a cancel event per task run
+    assert finished == 12 and kept >= 12 * 4 + 12 * 2

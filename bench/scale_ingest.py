@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
         reference, loaded = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
         cpu = max(figures["cpu_s"], figures["cpu_polled_s"])
         figures.update(ffmpeg_before_after_s=[before[0], after[0]], ffmpeg_loaded_before_after_s=[before[1], after[1]],
-                       sources=args.sources, cores=cores,
-                       prefect_home="given" if args.prefect_home else "fresh" if args.fresh_prefect_home else "prepared", ffmpeg_cpu_s=reference, ffmpeg_loaded_cpu_s=loaded,
+                       sources=args.sources, cores=cores, ffmpeg_cpu_s=reference, ffmpeg_loaded_cpu_s=loaded,
+                       prefect_home="given" if args.prefect_home else "fresh" if args.fresh_prefect_home else "prepared",
                        utilisation=figures["wall_s"] / (cpu / cores), cpu_cost=cpu / reference,
                        cpu_cost_loaded=cpu / loaded,
                        stage_wall_s=stage_seconds(out))

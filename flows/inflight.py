@@ -143,9 +143,10 @@ def forget_task_results(*results: Any) -> None:
     a tuple's items), to a copy of the task's final state for the rest of the flow run
     (``FlowRunContext.run_results``): when the object is passed to another task, the link names the
     upstream task. A finished source's objects go to no other task, so its links only cost memory
-    (a copy of the state per object, ten or so objects per source). A part shared with a source still in flight (an interned string) loses
-    its link too; that only drops an arrow from Prefect's task graph (stage arguments are handed on
-    quoted on the local executor, where Prefect does not look for upstream tasks at all).
+    (a copy of the state per object, ten or so objects per source). A part shared with a source
+    still in flight (an interned string) loses its link too; that only drops an arrow from Prefect's
+    task graph (stage arguments are handed on quoted on the local executor, where Prefect does not
+    look for upstream tasks at all).
     """
     from prefect.context import FlowRunContext
 

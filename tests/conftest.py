@@ -26,6 +26,20 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
+def child_processes(command_part: str) -> set[int]:
+    """The pids of this process's descendants whose command line contains ``command_part``."""
+    import psutil
+
+    found = set()
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if command_part in " ".join(child.cmdline()):
+                found.add(child.pid)
+        except psutil.Error:  # gone meanwhile
+            pass
+    return found
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 nothing listens on now (for a server a test starts)."""
     with socket.socket() as probe:

@@ -6,22 +6,15 @@ from __future__ import annotations
 
 import time
 
-import psutil
 import pytest
 
 from flows.api_server import TemporaryAPI, TemporaryAPIError
+from tests.conftest import child_processes
 
 
-def api_servers() -> list[psutil.Process]:
+def api_servers() -> set[int]:
     """Prefect API servers started by this test process (uvicorn running Prefect's app)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "prefect.server.api.server:create_app" in " ".join(child.cmdline()):
-                found.append(child)
-        except psutil.Error:
-            pass
-    return found
+    return child_processes("prefect.server.api.server:create_app")
 
 
 def no_api_url(updates: dict | None = None):
@@ -32,11 +25,11 @@ def no_api_url(updates: dict | None = None):
 
 
 def test_with_an_api_configured_nothing_is_started(prefect_harness):
-    before = {p.pid for p in api_servers()}
+    before = api_servers()
     api = TemporaryAPI.start()
     try:
         assert api.url() is None  # the harness's API is the one the flow uses
-        assert {p.pid for p in api_servers()} == before
+        assert api_servers() == before
     finally:
         api.stop()
 
@@ -44,31 +37,31 @@ def test_with_an_api_configured_nothing_is_started(prefect_harness):
 def test_a_server_that_does_not_answer_in_time_is_an_error_and_is_stopped(prefect_harness, tmp_path):
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS
 
-    before = {p.pid for p in api_servers()}
+    before = api_servers()
     with no_api_url({PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS: 1,
                      PREFECT_API_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"}):
         api = TemporaryAPI.start()
     try:
         with pytest.raises(TemporaryAPIError, match="timed out waiting for the temporary Prefect API server"):
             api.url()
-        assert len({p.pid for p in api_servers()} - before) == 1  # still starting: stop() ends it
+        assert len(api_servers() - before) == 1  # still starting: stop() ends it
     finally:
         api.stop()
-    assert {p.pid for p in api_servers()} == before
+    assert api_servers() == before
 
 
 def test_stopping_while_the_server_starts_leaves_nothing_running(prefect_harness, tmp_path):
     from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL
 
-    before = {p.pid for p in api_servers()}
+    before = api_servers()
     with no_api_url({PREFECT_API_DATABASE_CONNECTION_URL: f"sqlite+aiosqlite:///{tmp_path / 'api.db'}"}):
         api = TemporaryAPI.start()
     deadline = time.monotonic() + 60
-    while not ({p.pid for p in api_servers()} - before) and time.monotonic() < deadline:
+    while not (api_servers() - before) and time.monotonic() < deadline:
         time.sleep(0.05)  # until its process exists, so that stop() has something to stop
     started = time.monotonic()
     api.stop()  # a command that ends (a bad --out, say) before the server answered
     assert api.url() is None
     assert time.monotonic() - started < 10  # not a wait for the server to finish starting
-    assert {p.pid for p in api_servers()} == before
+    assert api_servers() == before
     api.stop()  # twice is fine

@@ -6,10 +6,9 @@ from __future__ import annotations
 import os
 import time
 
-import psutil
-
 from flows.resources import RunResources
 from pipeline.config import IngestConfig, RunConfig
+from tests.conftest import child_processes
 
 
 def worker_modules() -> tuple[int, bool]:
@@ -19,14 +18,7 @@ def worker_modules() -> tuple[int, bool]:
 
 
 def pool_workers() -> set[int]:
-    found = set()
-    for child in psutil.Process().children():
-        try:
-            if "spawn_main" in " ".join(child.cmdline()):
-                found.add(child.pid)
-        except psutil.Error:
-            pass
-    return found
+    return child_processes("spawn_main")
 
 
 def test_the_decode_workers_start_and_import_the_decoder_when_the_run_opens_its_pool():

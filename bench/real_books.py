@@ -85,7 +85,7 @@ def run_book(path: Path, work: Path, cfg: IngestConfig) -> tuple[list[dict], lis
     item = SourceItem(source_id="bench", input=str(path), kind="ebook", path=str(path))
     owner = book_work(work, item, cfg)
     start = time.perf_counter()
-    pairs = parse_book(owner, item, FetchedBook("bench", str(path), path.as_uri()), cfg)
+    pairs = parse_book(owner, item, FetchedBook("bench", str(path.absolute()), path.absolute().as_uri()), cfg)
     story = assemble_book(owner, item, cfg, pairs)
     seconds = time.perf_counter() - start
     images = [load_rgb(media_path(work, f.image)) for f in story.frames]
